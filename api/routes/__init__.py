@@ -1,0 +1,1 @@
+"""Routers: HTTP only; the logic they call lives in plain functions elsewhere."""

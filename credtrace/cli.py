@@ -1,0 +1,196 @@
+"""The ``credtrace`` command line: bring the system up, run the chain, deploy, manage keys, show status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from credtrace.errors import CredtraceError
+from credtrace.keys import list_keys, new_key
+from credtrace.settings import get_settings
+
+app = typer.Typer(
+    help="credtrace: shared e-commerce credit records and product traceability.", no_args_is_help=True
+)
+chain_app = typer.Typer(help="The local anvil node (CREDTRACE_CHAIN=anvil).", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys: encrypted keystores in <data dir>/keys/.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: CredtraceError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def up(api: Annotated[bool, typer.Option(help="Serve the API after bringing the chain up.")] = True) -> None:
+    """Start everything: the chain (anvil by default), the contracts (deployed once), the demo, the API."""
+    from credtrace.system import ensure_deployment, start_chain
+
+    settings = get_settings()
+    try:
+        with console.status("Starting the chain"):
+            w3, started = start_chain(settings)
+        console.print(f"chain: {settings.rpc_url} (chain id {w3.eth.chain_id}, block {w3.eth.block_number})")
+        with console.status("Compiling and deploying the contracts"):
+            deployment, created = ensure_deployment(settings, w3)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    verb = "deployed" if created else "reused"
+    for name, contract in deployment.contracts.items():
+        console.print(f"{name}: {contract.address} ({verb}, block {contract.block_number})")
+    demo_file = settings.data_path / "demo.json"
+    if demo_file.exists():
+        console.print(
+            f"demo consortium: keys in {settings.keys_dir} (password 'demo'); details in {demo_file}"
+        )
+    if not api:
+        return
+    import uvicorn
+
+    from api.app import create_app
+
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    console.print(f"API: {base}  (OpenAPI at {base}/docs, health at {base}/healthz); Ctrl-C stops")
+    try:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    finally:
+        if started:
+            from node_bridge.chain import AnvilNode
+
+            AnvilNode.from_settings(settings).stop()
+            console.print("chain stopped (state saved)")
+
+
+@chain_app.command("start")
+def chain_start() -> None:
+    """Start the local anvil node in the background (reuses it if already running)."""
+    from node_bridge.chain import AnvilNode
+
+    settings = get_settings()
+    node = AnvilNode.from_settings(settings)
+    try:
+        w3 = node.start()
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    out.print(
+        f"anvil running at {node.url} (pid {node.pid()}, block {w3.eth.block_number}, "
+        f"state {node.state_file})"
+    )
+
+
+@chain_app.command("stop")
+def chain_stop() -> None:
+    """Stop the local anvil node cleanly (its state is saved)."""
+    from node_bridge.chain import AnvilNode
+
+    stopped = AnvilNode.from_settings(get_settings()).stop()
+    out.print("anvil stopped" if stopped else "anvil was not running")
+
+
+@chain_app.command("status")
+def chain_status() -> None:
+    """Is the local anvil node running."""
+    from node_bridge.chain import AnvilNode
+
+    node = AnvilNode.from_settings(get_settings())
+    running = node.is_running()
+    out.print(f"anvil {'running' if running else 'stopped'} at {node.url}")
+    raise typer.Exit(0 if running else 1)
+
+
+@app.command()
+def compile(force: Annotated[bool, typer.Option(help="Recompile even if up to date.")] = False) -> None:
+    """Compile contracts/ offline into build/contracts/ (skipped when nothing changed)."""
+    from node_bridge.compiler import BUILD_DIR, compile_contracts
+
+    try:
+        with console.status("Compiling contracts with solc-js"):
+            artifacts = compile_contracts(force=force)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    for name, item in sorted(artifacts.items()):
+        out.print(f"{name}: abi {item.abi_hash[:18]}…, {len(item.bytecode) // 2 - 1} bytes of creation code")
+    out.print(f"artifacts in {BUILD_DIR}")
+
+
+@app.command()
+def deploy() -> None:
+    """Deploy the contracts on the configured chain, or reuse the existing deployment."""
+    from credtrace.system import ensure_deployment
+    from node_bridge.chain import connect
+
+    settings = get_settings()
+    try:
+        w3 = connect(settings)
+        with console.status("Compiling and deploying"):
+            deployment, created = ensure_deployment(settings, w3)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    out.print_json(json.dumps({"created": created, **deployment.model_dump()}))
+
+
+@keys_app.command("new")
+def keys_new(
+    name: str,
+    password: Annotated[str, typer.Option(prompt=True, confirmation_prompt=True, hide_input=True)],
+) -> None:
+    """Create a new signing key, stored encrypted as <data dir>/keys/NAME.json."""
+    try:
+        info = new_key(get_settings().keys_dir, name, password)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    out.print(f"{info.name} {info.address} {info.path}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys in the data directory (names and addresses; no secret is read)."""
+    keys = list_keys(get_settings().keys_dir)
+    if not out.is_terminal:  # plain lines for scripts and pipes
+        for info in keys:
+            print(info.name, info.address, info.path, sep="\t")
+        return
+    table = Table("name", "address", "file")
+    for info in keys:
+        table.add_row(info.name, info.address, str(info.path))
+    out.print(table)
+
+
+@app.command()
+def status() -> None:
+    """Show the chain, the deployment and the consortium's members."""
+    from node_bridge.chain import connect
+    from node_bridge.consortium import ConsortiumClient
+    from node_bridge.deploy import load_deployment
+
+    settings = get_settings()
+    try:
+        w3 = connect(settings)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    out.print(f"chain {settings.rpc_url}: chain id {w3.eth.chain_id}, head block {w3.eth.block_number}")
+    deployment = load_deployment(w3, settings.deployments_dir)
+    if deployment is None:
+        out.print("not deployed on this chain: run `credtrace deploy`")
+        raise typer.Exit(1)
+    for name, contract in deployment.contracts.items():
+        out.print(f"{name}: {contract.address} (block {contract.block_number})")
+    client = ConsortiumClient.read_only(w3, deployment.contract(w3, "Consortium"))
+    out.print(f"threshold: {client.threshold()} regulator approvals")
+
+
+def main() -> None:
+    try:
+        app()
+    except CredtraceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Everything that touches the chain: compiler, chain providers, deployment, contract clients."""

@@ -1,0 +1,118 @@
+"""The ``credtrace`` command line, run as a user runs it (a subprocess on a scratch data directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from credtrace.settings import PROJECT_ROOT
+from node_bridge.chain import AnvilNode
+from tests.conftest import free_port
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    values = {
+        **os.environ,
+        "CREDTRACE_DATA_DIR": str(tmp_path / "data"),
+        "CREDTRACE_ANVIL_PORT": str(free_port()),
+        "CREDTRACE_API_PORT": str(free_port()),
+    }
+    yield values
+    AnvilNode(tmp_path / "data" / "chain", port=int(values["CREDTRACE_ANVIL_PORT"])).stop()
+
+
+def credtrace(
+    env: dict[str, str], *args: str, check: bool = True, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(BIN / "credtrace"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,  # type: ignore[call-overload]
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result  # type: ignore[no-any-return]
+
+
+def test_keys_new_and_list(env: dict[str, str]) -> None:
+    created = credtrace(env, "keys", "new", "ops-desk", "--password", "pw")
+    name, address, path = created.stdout.split()
+    assert name == "ops-desk" and address.startswith("0x") and Path(path).exists()
+    assert json.loads(Path(path).read_text())["crypto"]["kdf"] == "scrypt"
+    listed = credtrace(env, "keys", "list")
+    assert "ops-desk" in listed.stdout and address in listed.stdout
+    again = credtrace(env, "keys", "new", "ops-desk", "--password", "pw", check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_chain_start_stop_status(env: dict[str, str]) -> None:
+    assert credtrace(env, "chain", "status", check=False).returncode == 1
+    first = credtrace(env, "chain", "start").stdout
+    second = credtrace(env, "chain", "start").stdout
+    assert first.split("(pid")[1].split(",")[0] == second.split("(pid")[1].split(",")[0]
+    assert "running" in credtrace(env, "chain", "status").stdout
+    assert "anvil stopped" in credtrace(env, "chain", "stop").stdout
+    assert credtrace(env, "chain", "status", check=False).returncode == 1
+
+
+def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [str(BIN / "credtrace"), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}/healthz"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                response = httpx.get(url, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the API did not come up"
+                time.sleep(0.5)
+        assert response.status_code == 200
+        assert set(response.json()["chain"]["contracts"]) == {"Consortium"}
+        status = credtrace(env, "status")
+        assert "threshold: 2" in status.stdout
+        assert '"created": false' in credtrace(env, "deploy").stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert "chain stopped" in output
+    assert credtrace(env, "chain", "status", check=False).returncode == 1
+
+
+def test_ape_run_deploy(env: dict[str, str], tmp_path: Path) -> None:
+    anvil_dir = PROJECT_ROOT / "node_modules" / ".bin"
+    ape_env = {
+        **env,
+        "PATH": f"{anvil_dir}:{env['PATH']}",
+        "SOLCX_BINARY_PATH": str(PROJECT_ROOT / "build" / "solcx"),
+    }
+    result = subprocess.run(
+        [str(BIN / "ape"), "run", "deploy", "--network", "ethereum:local:foundry"],
+        cwd=PROJECT_ROOT,
+        env=ape_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
+    assert payload["created"] is True
+    assert payload["contracts"]["Consortium"]["address"].startswith("0x")
