@@ -5,12 +5,13 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 import {IConsortium} from "./interfaces/IConsortium.sol";
+import {BatchCall} from "./utils/BatchCall.sol";
 
 /// @title Consortium
 /// @notice Members, roles and signing keys of the credtrace consortium, governed by an M-of-N quorum of
 /// regulator organisations. Every governance write carries EIP-712 signatures checked here, so any relayer may
 /// submit it; other contracts ask {isActiveSigner} before accepting a signed write.
-contract Consortium is IConsortium, EIP712 {
+contract Consortium is IConsortium, EIP712, BatchCall {
     using EnumerableSet for EnumerableSet.AddressSet;
     using EnumerableSet for EnumerableSet.Bytes32Set;
 

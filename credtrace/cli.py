@@ -14,9 +14,7 @@ from credtrace.errors import CredtraceError
 from credtrace.keys import list_keys, new_key
 from credtrace.settings import get_settings
 
-app = typer.Typer(
-    help="credtrace: shared e-commerce credit records and product traceability.", no_args_is_help=True
-)
+app = typer.Typer(help="credtrace: shared e-commerce credit records and product traceability.", no_args_is_help=True)
 chain_app = typer.Typer(help="The local anvil node (CREDTRACE_CHAIN=anvil).", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys: encrypted keystores in <data dir>/keys/.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
@@ -49,9 +47,7 @@ def up(api: Annotated[bool, typer.Option(help="Serve the API after bringing the 
         console.print(f"{name}: {contract.address} ({verb}, block {contract.block_number})")
     demo_file = settings.data_path / "demo.json"
     if demo_file.exists():
-        console.print(
-            f"demo consortium: keys in {settings.keys_dir} (password 'demo'); details in {demo_file}"
-        )
+        console.print(f"demo consortium: keys in {settings.keys_dir} (password 'demo'); details in {demo_file}")
     if not api:
         return
     import uvicorn
@@ -81,10 +77,7 @@ def chain_start() -> None:
         w3 = node.start()
     except CredtraceError as exc:
         raise _fail(exc) from exc
-    out.print(
-        f"anvil running at {node.url} (pid {node.pid()}, block {w3.eth.block_number}, "
-        f"state {node.state_file})"
-    )
+    out.print(f"anvil running at {node.url} (pid {node.pid()}, block {w3.eth.block_number}, state {node.state_file})")
 
 
 @chain_app.command("stop")

@@ -29,9 +29,7 @@ class KeyInfo:
 
 def _path(keys_dir: Path, name: str) -> Path:
     if not _NAME.match(name):
-        raise ValidationFailed(
-            "name", f"{name!r} must be 1-64 of a-z, 0-9, '.', '_', '-' and start alphanumeric"
-        )
+        raise ValidationFailed("name", f"{name!r} must be 1-64 of a-z, 0-9, '.', '_', '-' and start alphanumeric")
     return keys_dir / f"{name}.json"
 
 
@@ -65,9 +63,7 @@ def key_info(keys_dir: Path, name: str) -> KeyInfo:
     """The keystore named ``name``; :class:`NotFound` names the file it looked for."""
     path = _path(keys_dir, name)
     if not path.exists():
-        raise NotFound(
-            f"no key named {name!r} (looked for {path}); create it with `credtrace keys new {name}`"
-        )
+        raise NotFound(f"no key named {name!r} (looked for {path}); create it with `credtrace keys new {name}`")
     address = json.loads(path.read_text())["address"]
     return KeyInfo(name, Web3.to_checksum_address("0x" + address.removeprefix("0x")), path)
 
@@ -83,9 +79,7 @@ def load_key(keys_dir: Path, name: str, password: str) -> LocalAccount:
     return account
 
 
-def load_or_create(
-    keys_dir: Path, name: str, password: str, scrypt_n: int = STANDARD_SCRYPT_N
-) -> LocalAccount:
+def load_or_create(keys_dir: Path, name: str, password: str, scrypt_n: int = STANDARD_SCRYPT_N) -> LocalAccount:
     """Load ``name``, creating it first if it does not exist."""
     if _path(keys_dir, name).exists():
         return load_key(keys_dir, name, password)

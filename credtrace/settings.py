@@ -17,9 +17,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CREDTRACE_", extra="ignore")
 
-    data_dir: Path = Field(
-        Path(".credtrace"), description="Where keys, chain state, database and deployments live."
-    )
+    data_dir: Path = Field(Path(".credtrace"), description="Where keys, chain state, database and deployments live.")
     chain: Literal["anvil", "rpc"] = Field(
         "anvil", description="anvil: a local node the project starts; rpc: rpc_urls."
     )
@@ -32,17 +30,18 @@ class Settings(BaseSettings):
     anvil_block_gas_limit: int = 300_000_000
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    demo: bool = Field(
-        True, description="Create the demo consortium on first start with an empty data directory."
-    )
+    demo: bool = Field(True, description="Create the demo consortium on first start with an empty data directory.")
     consortium_config: Path = Field(
         PROJECT_ROOT / "config" / "consortium.yaml",
         description="Bootstrap regulators and threshold for deploy.",
     )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data directory.")
+    confirmations: int = Field(0, ge=0, description="Blocks to wait before indexing (0 on anvil and QBFT).")
+    reorg_window: int = Field(64, ge=1, description="Deepest reorg the indexer rolls back; deeper stops it.")
+    relayer_batch_size: int = Field(100, ge=1, le=1000, description="Signed writes per transaction.")
+    poll_interval: float = Field(0.2, gt=0, description="Seconds between relayer/indexer polls when idle.")
     gas_price: int | None = Field(0, description="Gas price for our transactions; unset asks the node.")
-    operator_password: str = Field(
-        "operator", description="Password of the operator keystore that pays for writes."
-    )
+    operator_password: str = Field("operator", description="Password of the operator keystore that pays for writes.")
 
     @property
     def data_path(self) -> Path:
@@ -59,6 +58,10 @@ class Settings(BaseSettings):
     @property
     def deployments_dir(self) -> Path:
         return self.data_path / "deployments"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'credtrace.db'}"
 
     @property
     def rpc_url(self) -> str:

@@ -45,9 +45,7 @@ def validate(code: str, field: str = "uscc", strict_org_code: bool = False) -> l
             )
     expected = check_character(code[:17])
     if code[17] != expected:
-        raise ValidationFailed(
-            field, f"check character at position 18 is {code[17]!r}, expected {expected!r}"
-        )
+        raise ValidationFailed(field, f"check character at position 18 is {code[17]!r}, expected {expected!r}")
     warnings = []
     org_expected = org_check_character(code[8:16])
     if code[16] != org_expected:

@@ -149,7 +149,5 @@ def artifact(name: str) -> Artifact:
     """One compiled contract by name."""
     artifacts = load_artifacts()
     if name not in artifacts:
-        raise ToolchainError(
-            f"no contract named {name!r} in contracts/ (have: {', '.join(sorted(artifacts))})"
-        )
+        raise ToolchainError(f"no contract named {name!r} in contracts/ (have: {', '.join(sorted(artifacts))})")
     return artifacts[name]

@@ -114,9 +114,7 @@ def domain(chain_id: int, address: str) -> dict[str, Any]:
     }
 
 
-def typed_data(
-    primary_type: str, message: Mapping[str, Any], chain_id: int, contract_address: str
-) -> dict[str, Any]:
+def typed_data(primary_type: str, message: Mapping[str, Any], chain_id: int, contract_address: str) -> dict[str, Any]:
     """A full EIP-712 message (``types``, ``primaryType``, ``domain``, ``message``) for one of our types."""
     if primary_type not in EIP712_TYPES:
         raise ValidationFailed("primary_type", f"{primary_type!r} is not one of {', '.join(EIP712_TYPES)}")
@@ -144,9 +142,7 @@ def encode_payload(action: Action | int, **fields: Any) -> bytes:
     spec = PAYLOAD_FIELDS[Action(action)]
     names = [name for name, _ in spec]
     if sorted(fields) != sorted(names):
-        raise ValidationFailed(
-            "payload", f"{Action(action).name} takes ({', '.join(names)}), got {sorted(fields)}"
-        )
+        raise ValidationFailed("payload", f"{Action(action).name} takes ({', '.join(names)}), got {sorted(fields)}")
     if not spec:
         return b""
     values = [_abi_value(abi_type, fields[name]) for name, abi_type in spec]
@@ -159,9 +155,7 @@ def decode_payload(action: Action | int, payload: bytes) -> dict[str, Any]:
     if not spec:
         return {}
     values = abi_decode([abi_type for _, abi_type in spec], payload)
-    decoded = {
-        name: _abi_value(abi_type, value) for (name, abi_type), value in zip(spec, values, strict=True)
-    }
+    decoded = {name: _abi_value(abi_type, value) for (name, abi_type), value in zip(spec, values, strict=True)}
     if "roles" in decoded:
         decoded["roles"] = Role(decoded["roles"])
     return decoded
@@ -185,9 +179,7 @@ def proposal_id(
     action: Action | int, member: bytes, payload: bytes, nonce: int, chain_id: int, contract_address: str
 ) -> bytes:
     """A proposal's id: the EIP-712 digest of its ``Proposal`` struct."""
-    return digest(
-        typed_data("Proposal", proposal_message(action, member, payload, nonce), chain_id, contract_address)
-    )
+    return digest(typed_data("Proposal", proposal_message(action, member, payload, nonce), chain_id, contract_address))
 
 
 @dataclass(frozen=True)
@@ -253,9 +245,7 @@ class ConsortiumClient:
         """Create a proposal signed by ``signer`` (its first approval); returns the proposal id."""
         nonce = secrets.randbits(256) if nonce is None else nonce
         typed = self.typed("Proposal", proposal_message(action, member, payload, nonce))
-        call = self.contract.functions.propose(
-            int(action), bytes(member), bytes(payload), nonce, sign(signer, typed)
-        )
+        call = self.contract.functions.propose(int(action), bytes(member), bytes(payload), nonce, sign(signer, typed))
         self.sender.transact(call)
         return digest(typed)
 
@@ -266,9 +256,7 @@ class ConsortiumClient:
     def execute(self, proposal_id: bytes) -> TxReceipt:
         return self.sender.transact(self.contract.functions.execute(bytes(proposal_id)))
 
-    def govern(
-        self, action: Action | int, member: bytes, payload: bytes, signers: Sequence[LocalAccount]
-    ) -> bytes:
+    def govern(self, action: Action | int, member: bytes, payload: bytes, signers: Sequence[LocalAccount]) -> bytes:
         """Propose with ``signers[0]``, approve with the others, execute; returns the proposal id."""
         if not signers:
             raise ValidationFailed("signers", "at least one regulator key must sign")
@@ -294,9 +282,7 @@ class ConsortiumClient:
         return self.govern(Action.REMOVE, member, b"", signers)
 
     def change_roles(self, member: bytes, roles: Role | int, signers: Sequence[LocalAccount]) -> bytes:
-        return self.govern(
-            Action.CHANGE_ROLES, member, encode_payload(Action.CHANGE_ROLES, roles=roles), signers
-        )
+        return self.govern(Action.CHANGE_ROLES, member, encode_payload(Action.CHANGE_ROLES, roles=roles), signers)
 
     def add_key(self, member: bytes, key: str, signers: Sequence[LocalAccount]) -> bytes:
         return self.govern(Action.ADD_KEY, member, encode_payload(Action.ADD_KEY, key=key), signers)

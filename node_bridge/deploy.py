@@ -41,9 +41,7 @@ class ConsortiumConfig(BaseModel):
         for index, regulator in enumerate(config.regulators):
             uscc.validate(regulator.uscc, field=f"regulators[{index}].uscc")
         if config.threshold > len(config.regulators):
-            raise ValidationFailed(
-                "threshold", f"{config.threshold} exceeds the {len(config.regulators)} regulators"
-            )
+            raise ValidationFailed("threshold", f"{config.threshold} exceeds the {len(config.regulators)} regulators")
         return config
 
     def regulator_addresses(self, keys_dir: Path) -> list[str]:
@@ -79,9 +77,7 @@ class Deployment(BaseModel):
 
     def contract(self, w3: Web3, name: str) -> Contract:
         """A web3 contract object for one deployed contract, with the current ABI."""
-        return w3.eth.contract(
-            address=Web3.to_checksum_address(self.contracts[name].address), abi=artifact(name).abi
-        )
+        return w3.eth.contract(address=Web3.to_checksum_address(self.contracts[name].address), abi=artifact(name).abi)
 
     @property
     def start_block(self) -> int:

@@ -104,7 +104,5 @@ class Sender:
 def fund(w3: Web3, address: str, wei: int = 10**21) -> None:
     """Give ``address`` ether from the node's first unlocked account (in-process EVM and anvil only)."""
     source = w3.eth.accounts[0]
-    tx_hash = w3.eth.send_transaction(
-        {"from": source, "to": Web3.to_checksum_address(address), "value": Wei(wei)}
-    )
+    tx_hash = w3.eth.send_transaction({"from": source, "to": Web3.to_checksum_address(address), "value": Wei(wei)})
     w3.eth.wait_for_transaction_receipt(tx_hash)

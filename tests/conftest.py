@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
 from web3 import Web3
 
 from credtrace.settings import Settings
 from node_bridge.chain import AnvilNode
+from node_bridge.store import open_store
+
+POSTGRES_URL = os.environ.get("CREDTRACE_TEST_POSTGRES_URL")
 
 
 def free_port() -> int:
@@ -44,3 +50,40 @@ def anvil_node(anvil_settings: Settings) -> AnvilNode:
 @pytest.fixture
 def anvil_w3(anvil_node: AnvilNode) -> Web3:
     return anvil_node.start()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: SQLite in a scratch file, and PostgreSQL (a scratch database) when
+    ``CREDTRACE_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it); otherwise the PostgreSQL case is skipped."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need CREDTRACE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+    name = f"credtrace_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    """A migrated store on a fresh database (SQLite, and PostgreSQL when available)."""
+    store = open_store(store_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite store, for tests whose subject is not the database."""
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.dispose()

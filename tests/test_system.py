@@ -77,9 +77,7 @@ def test_node_restart_keeps_the_deployment_and_the_members(
     assert again == deployment and not created
 
 
-def test_a_fresh_chain_gets_a_fresh_deployment(
-    anvil_settings: Settings, anvil_node: AnvilNode, anvil_w3: Web3
-) -> None:
+def test_a_fresh_chain_gets_a_fresh_deployment(anvil_settings: Settings, anvil_node: AnvilNode, anvil_w3: Web3) -> None:
     ensure_deployment(anvil_settings, anvil_w3)
     anvil_node.stop()
     anvil_node.state_file.unlink()

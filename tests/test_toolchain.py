@@ -67,9 +67,7 @@ def test_ape_compile_works_offline(tmp_path: Path) -> None:
     (solcx_dir / f"solc-v{compiler.SOLC_VERSION}").symlink_to(SOLC_WRAPPER)
     env = {**os.environ, "SOLCX_BINARY_PATH": str(solcx_dir), "HOME": str(tmp_path)}
     ape = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin" / "ape"
-    result = subprocess.run(
-        [str(ape), "compile"], cwd=project, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([str(ape), "compile"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = json.loads((project / ".build" / "__local__.json").read_text())
     assert "Consortium" in manifest["contractTypes"]

@@ -309,9 +309,7 @@ def test_invalid_threshold_is_refused_at_execution(
     assert consortium.threshold() == 2
 
 
-def test_is_active_signer_per_role_and_status(
-    consortium: ConsortiumClient, regulators: list[LocalAccount]
-) -> None:
+def test_is_active_signer_per_role_and_status(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> None:
     key = Account.create()
     roles = Role.LOGISTICS | Role.PAYMENT
     consortium.admit("91110000100000000X", "Express Co", roles, [key.address], regulators[:2])
@@ -355,9 +353,7 @@ def test_invalid_changes_are_refused(
     with reverts("InvalidPayload"):
         consortium.propose(regulators[0], Action.SUSPEND, platform.id, b"\x00")
     with reverts("InvalidPayload"):
-        consortium.propose(
-            regulators[0], Action.CHANGE_THRESHOLD, platform.id, encode_payload(8, threshold=1)
-        )
+        consortium.propose(regulators[0], Action.CHANGE_THRESHOLD, platform.id, encode_payload(8, threshold=1))
     consortium.remove(platform.id, signers)
     with reverts("InvalidStatusTransition"):
         consortium.add_key(platform.id, Account.create().address, signers)
@@ -403,6 +399,4 @@ def test_python_and_solidity_compute_the_same_proposal_id(
     consortium: ConsortiumClient, action: int, member: bytes, payload: bytes, nonce: int
 ) -> None:
     on_chain = consortium.contract.functions.hashProposal(action, member, payload, nonce).call()
-    assert on_chain == proposal_id(
-        action, member, payload, nonce, consortium.chain_id, consortium.contract.address
-    )
+    assert on_chain == proposal_id(action, member, payload, nonce, consortium.chain_id, consortium.contract.address)

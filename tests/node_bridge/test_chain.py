@@ -44,9 +44,7 @@ def test_gas_is_free_and_the_node_is_bound_to_loopback(anvil_w3: Web3, anvil_nod
     assert "--host 127.0.0.1" in " ".join(anvil_node.command())
 
 
-def test_stop_is_clean_and_restart_keeps_blocks_receipts_and_logs(
-    anvil_node: AnvilNode, anvil_w3: Web3
-) -> None:
+def test_stop_is_clean_and_restart_keeps_blocks_receipts_and_logs(anvil_node: AnvilNode, anvil_w3: Web3) -> None:
     sender = anvil_w3.eth.accounts[0]
     tx_hash = anvil_w3.eth.send_transaction({"from": sender, "to": sender, "value": 1})
     receipt = anvil_w3.eth.wait_for_transaction_receipt(tx_hash)

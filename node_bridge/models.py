@@ -1,0 +1,190 @@
+"""SQL tables (sqlmodel): the outbox the relayer drains, and the index the indexer builds from chain events.
+
+The index tables hold only what the chain says; ``credtrace index rebuild`` can drop and recreate them.
+Schema changes go through alembic migrations in ``node_bridge/migrations/``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxStatus(enum.StrEnum):
+    """Lifecycle of an accepted write: accepted → submitted → confirmed, or failed (with the decoded error)."""
+
+    ACCEPTED = "accepted"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+class OutboxEntry(SQLModel, table=True):
+    """A signed write accepted by the API, waiting to reach (or already on) the chain. Its id is the record id."""
+
+    __tablename__ = "outbox"
+
+    id: str = Field(primary_key=True, max_length=66, description="record id (0x-hex EIP-712 digest)")
+    contract: str = Field(max_length=64, description="deployment name of the target contract")
+    function: str = Field(max_length=64, description="contract function the calldata calls")
+    calldata: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=OutboxStatus.ACCEPTED, max_length=16, index=True)
+    attempts: int = 0
+    tx_hash: str | None = Field(default=None, max_length=66, index=True)
+    batch_index: int | None = None
+    block_number: int | None = Field(default=None, sa_type=BigInteger)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RelayTxStatus(enum.StrEnum):
+    PENDING = "pending"
+    MINED = "mined"
+    REPLACED = "replaced"
+
+
+class RelayTransaction(SQLModel, table=True):
+    """A transaction the relayer signed, recorded (with its raw bytes) before it is sent, so it can be re-sent."""
+
+    __tablename__ = "relay_tx"
+
+    tx_hash: str = Field(primary_key=True, max_length=66)
+    sender: str = Field(max_length=42, index=True)
+    nonce: int = Field(sa_type=BigInteger, index=True)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = Field(description="outbox entries carried")
+    status: str = Field(default=RelayTxStatus.PENDING, max_length=16, index=True)
+    sends: int = 0
+    block_number: int | None = Field(default=None, sa_type=BigInteger)
+    block_hash: str | None = Field(default=None, max_length=66)
+    created_at: datetime = Field(default_factory=utcnow)
+    mined_at: datetime | None = None
+
+
+# The index: rebuilt from the chain alone.
+
+
+class IndexedBlock(SQLModel, table=True):
+    """A block the indexer has processed: its hash and parent, to detect reorgs."""
+
+    __tablename__ = "indexed_block"
+
+    chain_id: int = Field(primary_key=True, sa_type=BigInteger)
+    number: int = Field(primary_key=True, sa_type=BigInteger)
+    hash: str = Field(max_length=66)
+    parent_hash: str = Field(max_length=66)
+    timestamp: int = Field(sa_type=BigInteger)
+
+
+class IndexerCheckpoint(SQLModel, table=True):
+    """The last block indexed per chain, written in the same SQL transaction as the rows it produced."""
+
+    __tablename__ = "indexer_checkpoint"
+
+    chain_id: int = Field(primary_key=True, sa_type=BigInteger)
+    block_number: int = Field(sa_type=BigInteger)
+    block_hash: str = Field(max_length=66)
+    block_timestamp: int = Field(sa_type=BigInteger)
+
+
+class ChainEvent(SQLModel, table=True):
+    """Every decoded contract event, keyed by its natural key (chain, transaction, log index)."""
+
+    __tablename__ = "chain_event"
+
+    chain_id: int = Field(primary_key=True, sa_type=BigInteger)
+    tx_hash: str = Field(primary_key=True, max_length=66)
+    log_index: int = Field(primary_key=True)
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_hash: str = Field(max_length=66)
+    contract: str = Field(max_length=64)
+    address: str = Field(max_length=42)
+    name: str = Field(max_length=64, index=True)
+    args: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class Member(SQLModel, table=True):
+    """A consortium member as the chain last said."""
+
+    __tablename__ = "member"
+
+    id: str = Field(primary_key=True, max_length=66, description="keccak256 of the unified social credit code")
+    name: str
+    roles: int
+    status: str = Field(max_length=16, index=True)
+    admitted_block: int = Field(sa_type=BigInteger)
+    updated_block: int = Field(sa_type=BigInteger)
+
+
+class MemberKey(SQLModel, table=True):
+    """A signing key of a member, active or revoked."""
+
+    __tablename__ = "member_key"
+
+    address: str = Field(primary_key=True, max_length=42)
+    member_id: str = Field(max_length=66, index=True)
+    active: bool
+    added_block: int = Field(sa_type=BigInteger)
+    revoked_block: int | None = Field(default=None, sa_type=BigInteger)
+    revoked_by_self: bool | None = None
+
+
+class Proposal(SQLModel, table=True):
+    """A governance proposal, its approvals and whether it was executed."""
+
+    __tablename__ = "proposal"
+
+    id: str = Field(primary_key=True, max_length=66)
+    action: str = Field(max_length=32)
+    member_id: str = Field(max_length=66, index=True)
+    payload: str
+    proposer_id: str = Field(max_length=66)
+    signer: str = Field(max_length=42)
+    expires_at: int = Field(sa_type=BigInteger)
+    created_block: int = Field(sa_type=BigInteger)
+    approvals: int
+    executed: bool
+    executed_block: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class ProposalApproval(SQLModel, table=True):
+    """One regulator organisation's approval of a proposal (the proposer's included)."""
+
+    __tablename__ = "proposal_approval"
+
+    proposal_id: str = Field(primary_key=True, max_length=66)
+    member_id: str = Field(primary_key=True, max_length=66)
+    signer: str = Field(max_length=42)
+    block_number: int = Field(sa_type=BigInteger)
+
+
+class ChainParameter(SQLModel, table=True):
+    """A consortium-wide value the chain holds (the approval threshold)."""
+
+    __tablename__ = "chain_parameter"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str
+    updated_block: int = Field(sa_type=BigInteger)
+
+
+INDEX_TABLES: tuple[type[SQLModel], ...] = (
+    IndexedBlock,
+    IndexerCheckpoint,
+    ChainEvent,
+    Member,
+    MemberKey,
+    Proposal,
+    ProposalApproval,
+    ChainParameter,
+)
+"""Tables the indexer owns; dropped and refilled by a rebuild, compared by ``credtrace index check``."""

@@ -1,0 +1,41 @@
+"""The store on SQLite and PostgreSQL: migrations, and the outbox's accept-once rule."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, inspect
+from sqlmodel import Session
+
+from node_bridge import outbox
+from node_bridge.models import INDEX_TABLES, OutboxStatus
+from node_bridge.store import migrate, session_scope
+
+
+def test_migrations_create_every_table_and_are_idempotent(engine: Engine) -> None:
+    migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert {"outbox", "relay_tx", "alembic_version"} <= tables
+    assert {model.__tablename__ for model in INDEX_TABLES} <= tables  # type: ignore[attr-defined]
+
+
+def test_the_same_record_is_accepted_once(engine: Engine) -> None:
+    record = bytes(range(32))
+    with session_scope(engine) as session:
+        first = outbox.enqueue(session, record, "Consortium", "approve", b"\x01\x02")
+    with session_scope(engine) as session:
+        again = outbox.enqueue(session, "0x" + record.hex().upper(), "Consortium", "approve", b"other")
+        assert again.id == first.id
+        assert again.calldata == b"\x01\x02"
+    with Session(engine) as session:
+        assert outbox.counts(session) == {OutboxStatus.ACCEPTED: 1}
+        assert outbox.depth(session) == 1
+
+
+def test_an_uncommitted_write_is_not_accepted(engine: Engine) -> None:
+    try:
+        with session_scope(engine) as session:
+            outbox.enqueue(session, b"\x11" * 32, "Consortium", "approve", b"")
+            raise RuntimeError("validation failed after enqueue")
+    except RuntimeError:
+        pass
+    with Session(engine) as session:
+        assert outbox.get(session, b"\x11" * 32) is None
