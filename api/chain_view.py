@@ -1,15 +1,21 @@
-"""What the API knows of the chain for health checks: the node, its head and the deployment."""
+"""What the API knows of the chain: the node, its head, the deployment, and the index's lag behind it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 from web3 import Web3
 
+from api.governance import ContractRef
+from credtrace.errors import ChainUnavailable
 from credtrace.settings import Settings
 from node_bridge.chain import is_reachable, rpc_web3
+from node_bridge.compiler import artifact
 from node_bridge.deploy import load_deployment
+from node_bridge.models import IndexerCheckpoint
 
 
 class ChainHealth(BaseModel):
@@ -17,7 +23,14 @@ class ChainHealth(BaseModel):
     url: str
     chain_id: int | None = None
     head_block: int | None = None
+    head_timestamp: int | None = None
     contracts: dict[str, str] = {}
+
+
+class IndexerHealth(BaseModel):
+    checkpoint_block: int | None
+    lag_blocks: int | None
+    lag_seconds: int | None
 
 
 @dataclass
@@ -25,26 +38,55 @@ class ChainView:
     """A read-only connection to the configured chain node(s), tried in order."""
 
     settings: Settings
+    _ref: ContractRef | None = field(default=None, init=False)
 
     def _connections(self) -> list[Web3]:
         urls = self.settings.rpc_urls if self.settings.chain == "rpc" else [self.settings.rpc_url]
         return [rpc_web3(url, timeout=3) for url in urls]
 
+    def _reachable(self) -> Web3 | None:
+        return next((w3 for w3 in self._connections() if is_reachable(w3)), None)
+
     def health(self) -> ChainHealth:
-        connections = self._connections()
-        for w3 in connections:
-            if not is_reachable(w3):
-                continue
-            deployment = load_deployment(w3, self.settings.deployments_dir)
-            contracts = {name: c.address for name, c in deployment.contracts.items()} if deployment else {}
-            url = str(getattr(w3.provider, "endpoint_uri", ""))
-            return ChainHealth(
-                reachable=True,
-                url=url,
-                chain_id=w3.eth.chain_id,
-                head_block=w3.eth.block_number,
-                contracts=contracts,
-            )
+        w3 = self._reachable()
+        if w3 is None:
+            urls = ", ".join(str(getattr(w.provider, "endpoint_uri", "")) for w in self._connections())
+            return ChainHealth(reachable=False, url=urls)
+        deployment = load_deployment(w3, self.settings.deployments_dir)
+        head = w3.eth.get_block("latest")
         return ChainHealth(
-            reachable=False, url=", ".join(str(getattr(w.provider, "endpoint_uri", "")) for w in connections)
+            reachable=True,
+            url=str(getattr(w3.provider, "endpoint_uri", "")),
+            chain_id=w3.eth.chain_id,
+            head_block=head["number"],
+            head_timestamp=head["timestamp"],
+            contracts={name: c.address for name, c in deployment.contracts.items()} if deployment else {},
         )
+
+    def consortium(self) -> ContractRef:
+        """The deployed Consortium (cached once found); :class:`ChainUnavailable` if it cannot be found."""
+        if self._ref is None:
+            w3 = self._reachable()
+            if w3 is None:
+                raise ChainUnavailable("the chain node does not answer, so the contracts cannot be located")
+            deployment = load_deployment(w3, self.settings.deployments_dir)
+            if deployment is None:
+                raise ChainUnavailable(f"no deployment for chain {w3.eth.chain_id}: run `credtrace deploy`")
+            address = deployment.contracts["Consortium"].address
+            self._ref = ContractRef(deployment.chain_id, address, artifact("Consortium").abi)
+        return self._ref
+
+
+def indexer_health(engine: Engine, chain: ChainHealth) -> IndexerHealth:
+    """How far the index trails the chain head, in blocks and in block-time seconds."""
+    with Session(engine) as session:
+        checkpoint = session.exec(select(IndexerCheckpoint).where(IndexerCheckpoint.chain_id == chain.chain_id)).first()
+    if checkpoint is None or chain.head_block is None or chain.head_timestamp is None:
+        return IndexerHealth(
+            checkpoint_block=checkpoint.block_number if checkpoint else None, lag_blocks=None, lag_seconds=None
+        )
+    return IndexerHealth(
+        checkpoint_block=checkpoint.block_number,
+        lag_blocks=max(0, chain.head_block - checkpoint.block_number),
+        lag_seconds=max(0, chain.head_timestamp - checkpoint.block_timestamp),
+    )

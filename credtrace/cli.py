@@ -17,8 +17,10 @@ from credtrace.settings import get_settings
 app = typer.Typer(help="credtrace: shared e-commerce credit records and product traceability.", no_args_is_help=True)
 chain_app = typer.Typer(help="The local anvil node (CREDTRACE_CHAIN=anvil).", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys: encrypted keystores in <data dir>/keys/.", no_args_is_help=True)
+index_app = typer.Typer(help="The SQL index of the chain: rebuild it, check it.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 app.add_typer(keys_app, name="keys")
+app.add_typer(index_app, name="index")
 console = Console(stderr=True)
 out = Console()
 
@@ -53,12 +55,18 @@ def up(api: Annotated[bool, typer.Option(help="Serve the API after bringing the 
     import uvicorn
 
     from api.app import create_app
+    from credtrace.supervisor import Supervisor
 
+    app_ = create_app(settings)  # applies the store's migrations
+    supervisor = Supervisor(settings.data_path / "logs")
+    supervisor.start()
+    console.print(f"relayer and indexer running (logs in {settings.data_path / 'logs'})")
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"API: {base}  (OpenAPI at {base}/docs, health at {base}/healthz); Ctrl-C stops")
     try:
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+        uvicorn.run(app_, host=settings.api_host, port=settings.api_port, log_level="info")
     finally:
+        supervisor.stop()
         if started:
             from node_bridge.chain import AnvilNode
 
@@ -179,6 +187,67 @@ def status() -> None:
         out.print(f"{name}: {contract.address} (block {contract.block_number})")
     client = ConsortiumClient.read_only(w3, deployment.contract(w3, "Consortium"))
     out.print(f"threshold: {client.threshold()} regulator approvals")
+
+
+def _bridge():  # type: ignore[no-untyped-def]
+    """Settings, chain connection, deployment and store, for the index and bridge commands."""
+    from node_bridge.chain import connect
+    from node_bridge.deploy import load_deployment
+    from node_bridge.store import open_store
+
+    settings = get_settings()
+    w3 = connect(settings)
+    deployment = load_deployment(w3, settings.deployments_dir)
+    if deployment is None:
+        raise typer.BadParameter("no deployment on this chain: run `credtrace deploy` first")
+    return settings, w3, deployment, open_store(settings.database)
+
+
+@index_app.command("rebuild")
+def index_rebuild() -> None:
+    """Drop the index and rebuild it from the chain alone."""
+    from node_bridge.rebuild import rebuild
+
+    try:
+        settings, w3, deployment, engine = _bridge()
+        with console.status("Rebuilding the index from the chain"):
+            events = rebuild(engine, w3, deployment, settings)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    out.print(f"index rebuilt: {events} events up to block {w3.eth.block_number}")
+
+
+@index_app.command("check")
+def index_check() -> None:
+    """Rebuild into a scratch database and report every difference from the live index (exit 1 if any)."""
+    from node_bridge.rebuild import check
+
+    try:
+        settings, w3, deployment, engine = _bridge()
+        with console.status("Rebuilding into a scratch database and comparing"):
+            differences = check(engine, w3, deployment, settings)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    for difference in differences:
+        out.print(difference)
+    out.print(f"{len(differences)} difference(s)" if differences else "index matches the chain")
+    raise typer.Exit(1 if differences else 0)
+
+
+@app.command()
+def relayer() -> None:
+    """Run the relayer in the foreground (``credtrace up`` runs it for you)."""
+    from node_bridge.relayer import main as relayer_main
+
+    relayer_main()
+
+
+@app.command()
+def indexer() -> None:
+    """Run the indexer in the foreground (``credtrace up`` runs it for you)."""
+    from node_bridge.indexer import main as indexer_main
+
+    indexer_main()
 
 
 def main() -> None:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     anvil_port: int = 8545
     anvil_chain_id: int = 31337
     anvil_block_gas_limit: int = 300_000_000
+    anvil_state_interval: int = Field(
+        2, ge=1, description="Seconds between anvil state dumps; a kill -9 loses at most this much (re-sent)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     demo: bool = Field(True, description="Create the demo consortium on first start with an empty data directory.")

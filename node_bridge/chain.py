@@ -77,6 +77,7 @@ class AnvilNode:
     chain_id: int = 31337
     block_gas_limit: int = 300_000_000
     block_time: float | None = None
+    state_interval: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnvilNode:
@@ -86,6 +87,7 @@ class AnvilNode:
             settings.anvil_port,
             settings.anvil_chain_id,
             settings.anvil_block_gas_limit,
+            state_interval=settings.anvil_state_interval,
         )
 
     @property
@@ -137,8 +139,7 @@ class AnvilNode:
             "--state",
             str(self.state_file),
             "--state-interval",
-            "1",
-            "--preserve-historical-states",
+            str(self.state_interval),
             "--accounts",
             "1",
             "--quiet",

@@ -1,0 +1,93 @@
+"""Consortium members and governance, read from the index; signed governance writes into the outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, status
+
+from api import governance, index_queries
+from api.deps import ConsortiumDep, SessionDep
+from api.schemas import (
+    HEX32,
+    ApprovalCreate,
+    KeyRevocationCreate,
+    MemberPublic,
+    Page,
+    ProposalCreate,
+    ProposalPublic,
+    WriteAccepted,
+)
+
+router = APIRouter(prefix="/v1", tags=["consortium"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+Id32 = Annotated[str, Path(pattern=HEX32)]
+
+
+def _accepted(request: Request, accepted: governance.Accepted) -> WriteAccepted:
+    url = str(request.url_for("get_write", record_id=accepted.record_id))
+    return WriteAccepted(id=accepted.record_id, status=accepted.status, signer=accepted.signer, status_url=url)
+
+
+@router.get("/members", response_model=Page[MemberPublic])
+def list_members(
+    session: SessionDep, role: str | None = None, status: str | None = None, limit: Limit = 100, offset: Offset = 0
+) -> Page[MemberPublic]:
+    """Members with their roles, status and keys; filter by ``role`` (e.g. PLATFORM) or ``status``."""
+    return index_queries.list_members(session, role, status, limit, offset)
+
+
+@router.get("/members/{member_id}", response_model=MemberPublic)
+def get_member(session: SessionDep, member_id: Id32) -> MemberPublic:
+    """One member (id = keccak256 of its unified social credit code) with its keys."""
+    return index_queries.get_member(session, member_id)
+
+
+@router.get("/proposals", response_model=Page[ProposalPublic])
+def list_proposals(
+    session: SessionDep,
+    executed: bool | None = None,
+    member_id: Annotated[str | None, Query(pattern=HEX32)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[ProposalPublic]:
+    """Governance proposals, newest first; filter by ``executed`` or by the member they concern."""
+    return index_queries.list_proposals(session, executed, member_id, limit, offset)
+
+
+@router.get("/proposals/{proposal_id}", response_model=ProposalPublic)
+def get_proposal(session: SessionDep, proposal_id: Id32) -> ProposalPublic:
+    """One proposal with the regulators that approved it."""
+    return index_queries.get_proposal(session, proposal_id)
+
+
+@router.post("/proposals", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
+def create_proposal(
+    request: Request, session: SessionDep, consortium: ConsortiumDep, body: ProposalCreate
+) -> WriteAccepted:
+    """Accept a proposal signed by a regulator (EIP-712 ``Proposal``; see docs/governance.md). 202 with its id."""
+    accepted = governance.accept_proposal(session, consortium, body)
+    session.commit()
+    return _accepted(request, accepted)
+
+
+@router.post("/proposals/{proposal_id}/approvals", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
+def approve_proposal(
+    request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32, body: ApprovalCreate
+) -> WriteAccepted:
+    """Accept a regulator's signed approval (EIP-712 ``Approval``) of a proposal."""
+    accepted = governance.accept_approval(session, consortium, proposal_id, body)
+    session.commit()
+    return _accepted(request, accepted)
+
+
+@router.post("/key-revocations", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
+def revoke_key(
+    request: Request, session: SessionDep, consortium: ConsortiumDep, body: KeyRevocationCreate
+) -> WriteAccepted:
+    """Accept a member's immediate revocation of one of its keys (EIP-712 ``KeyRevocation``), no vote needed."""
+    accepted = governance.accept_key_revocation(session, consortium, body)
+    session.commit()
+    return _accepted(request, accepted)
