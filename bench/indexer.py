@@ -20,7 +20,6 @@ import socket
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,6 @@ from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_typing import Hash32
 from eth_utils.crypto import keccak
-from sqlalchemy import create_engine, text
 from web3 import Web3
 from web3.contract import Contract
 
@@ -42,7 +40,7 @@ from node_bridge.chain import AnvilNode
 from node_bridge.consortium import Action, member_id, proposal_id
 from node_bridge.deploy import Deployment
 from node_bridge.indexer import Indexer
-from node_bridge.store import open_store
+from node_bridge.store import open_store, scratch_postgres
 
 PROPOSAL_TYPEHASH = keccak(text="Proposal(uint8 action,bytes32 member,bytes payload,uint256 nonce)")
 TARGET = 20_000
@@ -141,16 +139,8 @@ def postgres_database() -> Iterator[str | None]:
     if not url:
         yield None
         return
-    name = f"credtrace_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(url, "credtrace_bench") as scratch:
+        yield scratch
 
 
 def backfill(url: str, w3: Web3, deployment: Deployment, settings: Settings) -> tuple[int, float]:

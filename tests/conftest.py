@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 from web3 import Web3
 
 from credtrace.settings import Settings
 from node_bridge.chain import AnvilNode
-from node_bridge.store import open_store
+from node_bridge.store import open_store, scratch_postgres
 
 POSTGRES_URL = os.environ.get("CREDTRACE_TEST_POSTGRES_URL")
 
@@ -61,16 +60,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests need CREDTRACE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1/test)")
-    name = f"credtrace_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(POSTGRES_URL, "credtrace_test") as url:
+        yield url
 
 
 @pytest.fixture

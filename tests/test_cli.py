@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,8 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from credtrace.demo import demo_members
+from credtrace.keys import load_key
 from credtrace.settings import PROJECT_ROOT
 from node_bridge.chain import AnvilNode
+from node_bridge.consortium import Action, encode_payload, member_id, proposal_message, sign, typed_data
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -91,6 +95,7 @@ def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str]) -
         while httpx.get(members_url, timeout=5).json()["total"] < 9:  # the supervised indexer catches up
             assert time.monotonic() < deadline, "the indexer did not index the demo consortium"
             time.sleep(0.5)
+        _write_through_the_supervised_relayer(env, deadline)
         status = credtrace(env, "status")
         assert "threshold: 2" in status.stdout
         assert '"created": false' in credtrace(env, "deploy").stdout
@@ -120,3 +125,36 @@ def test_ape_run_deploy(env: dict[str, str], tmp_path: Path) -> None:
     payload, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
     assert payload["created"] is True
     assert payload["contracts"]["Consortium"]["address"].startswith("0x")
+
+
+def _write_through_the_supervised_relayer(env: dict[str, str], deadline: float) -> None:
+    """A signed proposal posted to the API of `credtrace up` reaches the chain through its relayer."""
+    api = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}"
+    consortium = httpx.get(f"{api}/healthz", timeout=5).json()["chain"]["contracts"]["Consortium"]
+    regulator = load_key(Path(env["CREDTRACE_DATA_DIR"]) / "keys", "market-regulation", "demo")
+    member = member_id(demo_members()[0].uscc)
+    payload = encode_payload(Action.SUSPEND)
+    message = proposal_message(Action.SUSPEND, member, payload, 7)
+    signature = sign(regulator, typed_data("Proposal", message, 31337, consortium))
+    body = {"action": "SUSPEND", "member": "0x" + member.hex(), "payload": "0x", "nonce": "7"}
+    accepted = httpx.post(f"{api}/v1/proposals", json={**body, "signature": "0x" + signature.hex()}, timeout=5)
+    assert accepted.status_code == 202, accepted.text
+    while (status := httpx.get(accepted.json()["status_url"], timeout=5).json())["status"] != "confirmed":
+        assert status["status"] != "failed", status
+        assert time.monotonic() < deadline, f"the supervised relayer did not confirm the write: {status}"
+        time.sleep(0.3)
+
+
+def test_index_rebuild_and_check_from_the_command_line(env: dict[str, str]) -> None:
+    credtrace(env, "up", "--no-api")
+    rebuilt = credtrace(env, "index", "rebuild")
+    assert "index rebuilt" in rebuilt.stdout
+    clean = credtrace(env, "index", "check")
+    assert "index matches the chain" in clean.stdout
+    database = Path(env["CREDTRACE_DATA_DIR"]) / "credtrace.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE member SET name = 'Forged Trading Co.' WHERE name LIKE 'Qilu Mall%'")
+    tampered = credtrace(env, "index", "check", check=False)
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert "Forged Trading Co." in tampered.stdout
+    assert "1 difference(s)" in tampered.stdout
