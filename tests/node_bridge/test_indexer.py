@@ -39,10 +39,11 @@ from node_bridge.consortium import (
 )
 from node_bridge.deploy import Deployment
 from node_bridge.events import DecodedEvent, EventDecoder, UndecodableLog
-from node_bridge.indexer import CHECKPOINTS, EVENTS, Indexer, ReorgTooDeep, RpcError
+from node_bridge.indexer import CHECKPOINTS, EVENTS, Indexer, ReorgTooDeep
 from node_bridge.models import ChainEvent
 from node_bridge.projections import table_of
 from node_bridge.rebuild import check, dump, rebuild
+from node_bridge.rpc import RpcError
 from node_bridge.store import open_store
 from node_bridge.transactions import Sender
 
