@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from web3.exceptions import Web3RPCError
 from web3.types import RPCEndpoint
 
 from credtrace.errors import ChainUnavailable
+from credtrace.settings import Settings
+from node_bridge.chain import connect
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,19 @@ class Receipt:
                 reason = abi_decode(["bytes"], bytes.fromhex(entry["data"][2:]))[0]
                 failures[int(topics[1], 16)] = bytes(reason)
         return cls(int(raw["status"], 16) == 1, int(raw["blockNumber"], 16), raw["blockHash"], to, failures)
+
+
+def connect_when_up(settings: Settings, stop: threading.Event, max_backoff: float) -> Web3 | None:
+    """A connection to the configured chain once it answers (retried with capped backoff); None if stopped first."""
+    backoff = 0.1
+    while True:
+        try:
+            return connect(settings)
+        except ChainUnavailable as exc:
+            log.warning("waiting for the chain error=%s retry_in=%.1fs", exc, backoff)
+            if stop.wait(backoff):
+                return None
+            backoff = min(backoff * 2, max_backoff)
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:

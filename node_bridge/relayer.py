@@ -6,7 +6,7 @@ Each round (:meth:`Relayer.step`):
    transaction goes back to pending and its rows back to submitted;
 2. pending transactions: mined → rows confirmed, or failed with the decoded custom error (a call that failed
    without reason ran out of gas and is retried); vanished → the same raw bytes are sent again, in nonce order;
-   replaced (its nonce went to another transaction) → its rows go back to accepted;
+   replaced (its nonce went to another transaction; seen twice, a second apart) → its rows go back to accepted;
 3. submit: up to ``relayer_batch_size`` accepted rows of one contract become one ``batch(calls)`` transaction,
    signed, recorded and its rows marked submitted in one SQL transaction, and only then sent.
 
@@ -39,7 +39,7 @@ from node_bridge.models import OutboxEntry, OutboxStatus, RelayTransaction, Rela
 from node_bridge.store import session_scope
 from node_bridge.transactions import decode_revert
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("node_bridge.relayer")  # also when run as __main__
 
 TRANSIENT_ERRORS = (ChainUnavailable, requests.RequestException, OSError, TimeExhausted, OperationalError)
 """An unreachable node or a busy database: the loop backs off and tries again."""
@@ -87,6 +87,7 @@ class Relayer:
         self.inflight = 0
         self._receipts_at: str | None = None  # head at the last receipt poll: no new block, no new receipt
         self._chain_id: int | None = None
+        self._replaced: set[str] = set()  # seen replaced once: requeued if still so at the next look
 
     def step(self) -> int:
         """One round (blocks, pending transactions, new batches); returns how many rows changed status."""
@@ -167,7 +168,9 @@ class Relayer:
             if not self.broadcaster.due(tx.tx_hash) and not resending:
                 continue  # sent or checked a moment ago
             fate = nonces.unmined_fate(self.w3, tx.tx_hash, tx.nonce, mined_nonce)
-            if fate is nonces.TxFate.REPLACED:
+            if fate is nonces.TxFate.REPLACED and tx.tx_hash not in self._replaced:
+                self._replaced.add(tx.tx_hash)  # look again later: the node may be storing it right now
+            elif fate is nonces.TxFate.REPLACED:
                 changed += self._requeue(tx)
                 self.inflight -= 1
                 blocked = False
@@ -200,6 +203,7 @@ class Relayer:
             _set_rows(session, tx.tx_hash, [OutboxStatus.SUBMITTED], status=OutboxStatus.CONFIRMED, block_number=block)
         self.watch.saw(block, block_hash)
         self.broadcaster.forget(tx.tx_hash)
+        self._replaced.discard(tx.tx_hash)
         log.info("batch mined tx=%s block=%d rows=%d failed=%d", tx.tx_hash, block, tx.size, len(failures))
         return tx.size
 
@@ -210,6 +214,7 @@ class Relayer:
             _set_tx(session, tx.tx_hash, status=RelayTxStatus.REPLACED)
             _set_rows(session, tx.tx_hash, [OutboxStatus.SUBMITTED], status=OutboxStatus.ACCEPTED, tx_hash=None)
         self.broadcaster.forget(tx.tx_hash)
+        self._replaced.discard(tx.tx_hash)
         return tx.size
 
     def _resend(self, tx: RelayTransaction) -> None:
@@ -294,7 +299,6 @@ class Relayer:
 def main() -> None:
     """Relay until SIGTERM or SIGINT, with settings from ``CREDTRACE_*``."""
     from credtrace.system import operator_account
-    from node_bridge.chain import connect
     from node_bridge.deploy import load_deployment
     from node_bridge.store import open_store
 
@@ -303,16 +307,9 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    backoff = 0.1
-    while True:
-        try:
-            w3 = connect(settings)
-            break
-        except ChainUnavailable as exc:
-            log.warning("waiting for the chain error=%s retry_in=%.1fs", exc, backoff)
-            if stop.wait(backoff):
-                return
-            backoff = min(backoff * 2, MAX_BACKOFF)
+    w3 = nonces.connect_when_up(settings, stop, MAX_BACKOFF)
+    if w3 is None:
+        return
     deployment = load_deployment(w3, settings.deployments_dir)
     if deployment is None:
         raise SystemExit(f"no deployment for this chain in {settings.deployments_dir}: run `credtrace deploy` first")

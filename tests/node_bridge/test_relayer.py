@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -234,7 +235,14 @@ def test_rows_whose_nonce_went_to_another_transaction_are_sent_again(chain: Chai
     relay.step()
     [lost] = relay_txs(sqlite_engine)
     operator = operator_account(chain.settings)
-    other = {"to": operator.address, "value": 0, "gas": 21_000, "gasPrice": 0, "nonce": lost.nonce, "chainId": 31337}
+    other: dict[str, Any] = {
+        "to": operator.address,
+        "value": 0,
+        "gas": 21_000,
+        "gasPrice": 0,
+        "nonce": lost.nonce,
+        "chainId": 31337,
+    }
     chain.w3.eth.wait_for_transaction_receipt(
         chain.w3.eth.send_raw_transaction(operator.sign_transaction(other).raw_transaction)
     )
