@@ -6,6 +6,7 @@ checks every signature and role itself. A write is accepted once: the same signe
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from node_bridge.consortium import (
     proposal_message,
     typed_data,
 )
-from node_bridge.models import Member, MemberKey, Proposal, ProposalApproval
+from node_bridge.models import ChainParameter, Member, MemberKey, Proposal, ProposalApproval
 
 CONTRACT = "Consortium"
 ACTIVE = "active"
@@ -169,3 +170,29 @@ def accept_key_revocation(session: Session, ref: ContractRef, body: KeyRevocatio
         raise ValidationFailed("key", f"{key} is already revoked")
     calldata = ref.encode("revokeOwnKey", [member, key, bytes.fromhex(body.signature[2:])])
     return _accept(session, record_id, "revokeOwnKey", calldata, signer)
+
+
+def accept_execution(session: Session, ref: ContractRef, proposal_id: str) -> Accepted:
+    """Queue ``execute(proposalId)`` once the index shows the quorum; anyone may ask, no signature needed.
+
+    The contract recounts approvals of organisations that are still active regulators when it runs, so a
+    regulator suspended meanwhile makes the write fail with ``QuorumNotReached``, decoded in its status.
+    """
+    proposal = session.get(Proposal, proposal_id.lower())
+    if proposal is None:
+        raise NotFound(f"no proposal {proposal_id} in the index")
+    record_id = keccak(b"execute" + bytes.fromhex(proposal_id[2:]))
+    if earlier := _already(session, record_id, ""):
+        return earlier
+    if proposal.executed:
+        raise ValidationFailed("proposal_id", f"proposal {proposal_id} was already executed")
+    parameter = session.get(ChainParameter, "threshold")
+    threshold = int(parameter.value) if parameter else 1
+    if proposal.approvals < threshold:
+        raise ValidationFailed(
+            "proposal_id", f"proposal {proposal_id} has {proposal.approvals} of the {threshold} approvals it needs"
+        )
+    if proposal.expires_at <= int(time.time()):
+        raise ValidationFailed("proposal_id", f"proposal {proposal_id} expired at {proposal.expires_at}")
+    calldata = ref.encode("execute", [bytes.fromhex(proposal_id[2:])])
+    return _accept(session, record_id, "execute", calldata, "")

@@ -90,7 +90,7 @@ class WriteAccepted(BaseModel):
 
     id: str
     status: str
-    signer: str
+    signer: str = Field(description="who signed it (empty for an execution, which needs no signature)")
     status_url: str
 
 

@@ -83,6 +83,16 @@ def approve_proposal(
     return _accepted(request, accepted)
 
 
+@router.post("/proposals/{proposal_id}/execution", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
+def execute_proposal(
+    request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32
+) -> WriteAccepted:
+    """Queue the execution of a proposal that has its quorum (anyone may; the contract recounts approvals)."""
+    accepted = governance.accept_execution(session, consortium, proposal_id)
+    session.commit()
+    return _accepted(request, accepted)
+
+
 @router.post("/key-revocations", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
 def revoke_key(
     request: Request, session: SessionDep, consortium: ConsortiumDep, body: KeyRevocationCreate

@@ -102,6 +102,8 @@ def test_a_signed_admission_travels_outbox_chain_index(world: World) -> None:
     proposal = world.client.get(f"/v1/proposals/{proposal_id}").json()
     assert proposal["action"] == "ADMIT" and proposal["approvals"] == 1 and not proposal["executed"]
     assert proposal["fields"]["keys"] == [newcomer_key.address]
+    early = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    assert early.status_code == 422 and "1 of the 2 approvals" in early.text
 
     approval = sign(world.key("credit-office"), world.typed("Approval", {"proposalId": bytes.fromhex(proposal_id[2:])}))
     approved = world.client.post(f"/v1/proposals/{proposal_id}/approvals", json={"signature": "0x" + approval.hex()})
@@ -110,6 +112,16 @@ def test_a_signed_admission_travels_outbox_chain_index(world: World) -> None:
     proposal = world.client.get(f"/v1/proposals/{proposal_id}").json()
     assert proposal["approvals"] == 2
     assert len(proposal["approvers"]) == 2
+
+    executed = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    assert executed.status_code == 202, executed.text
+    world.settle()
+    assert world.client.get(f"/v1/proposals/{proposal_id}").json()["executed"] is True
+    newcomer = world.client.get(f"/v1/members/0x{member_id(uscc).hex()}").json()
+    assert newcomer["name"] == name and newcomer["roles"] == ["PLATFORM"] and newcomer["status"] == "active"
+    assert [k["address"] for k in newcomer["keys"]] == [newcomer_key.address]
+    again = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    assert again.status_code == 202 and again.json()["id"] == executed.json()["id"]
 
 
 def test_bad_writes_get_a_4xx_naming_the_field(world: World) -> None:
