@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eth_account import Account
@@ -15,6 +16,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 from sqlmodel import Session, select
 from web3 import Web3
+from web3.contract import Contract
 
 from api.schemas import ApprovalCreate, KeyRevocationCreate, ProposalCreate
 from credtrace.errors import NotAuthorised, NotFound, ValidationFailed
@@ -44,9 +46,12 @@ class ContractRef:
     address: str
     abi: list[dict[str, Any]]
 
+    @cached_property
+    def _contract(self) -> Contract:
+        return Web3().eth.contract(address=Web3.to_checksum_address(self.address), abi=self.abi)
+
     def encode(self, function: str, args: list[Any]) -> bytes:
-        contract = Web3().eth.contract(address=Web3.to_checksum_address(self.address), abi=self.abi)
-        return bytes.fromhex(contract.encode_abi(function, args=args)[2:])
+        return bytes.fromhex(self._contract.encode_abi(function, args=args)[2:])
 
     def typed(self, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
         return typed_data(primary_type, message, self.chain_id, self.address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
+from sqlmodel import Session
 
 from api import governance, index_queries
 from api.deps import ConsortiumDep, SessionDep
@@ -26,7 +27,9 @@ Offset = Annotated[int, Query(ge=0)]
 Id32 = Annotated[str, Path(pattern=HEX32)]
 
 
-def _accepted(request: Request, accepted: governance.Accepted) -> WriteAccepted:
+def _accepted(request: Request, session: Session, accepted: governance.Accepted) -> WriteAccepted:
+    """Commit the outbox row (the write is durable from here), then answer with where to follow it."""
+    session.commit()
     url = str(request.url_for("get_write", record_id=accepted.record_id))
     return WriteAccepted(id=accepted.record_id, status=accepted.status, signer=accepted.signer, status_url=url)
 
@@ -68,9 +71,7 @@ def create_proposal(
     request: Request, session: SessionDep, consortium: ConsortiumDep, body: ProposalCreate
 ) -> WriteAccepted:
     """Accept a proposal signed by a regulator (EIP-712 ``Proposal``; see docs/governance.md). 202 with its id."""
-    accepted = governance.accept_proposal(session, consortium, body)
-    session.commit()
-    return _accepted(request, accepted)
+    return _accepted(request, session, governance.accept_proposal(session, consortium, body))
 
 
 @router.post("/proposals/{proposal_id}/approvals", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
@@ -78,9 +79,7 @@ def approve_proposal(
     request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32, body: ApprovalCreate
 ) -> WriteAccepted:
     """Accept a regulator's signed approval (EIP-712 ``Approval``) of a proposal."""
-    accepted = governance.accept_approval(session, consortium, proposal_id, body)
-    session.commit()
-    return _accepted(request, accepted)
+    return _accepted(request, session, governance.accept_approval(session, consortium, proposal_id, body))
 
 
 @router.post("/proposals/{proposal_id}/execution", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
@@ -88,9 +87,7 @@ def execute_proposal(
     request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32
 ) -> WriteAccepted:
     """Queue the execution of a proposal that has its quorum (anyone may; the contract recounts approvals)."""
-    accepted = governance.accept_execution(session, consortium, proposal_id)
-    session.commit()
-    return _accepted(request, accepted)
+    return _accepted(request, session, governance.accept_execution(session, consortium, proposal_id))
 
 
 @router.post("/key-revocations", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
@@ -98,6 +95,4 @@ def revoke_key(
     request: Request, session: SessionDep, consortium: ConsortiumDep, body: KeyRevocationCreate
 ) -> WriteAccepted:
     """Accept a member's immediate revocation of one of its keys (EIP-712 ``KeyRevocation``), no vote needed."""
-    accepted = governance.accept_key_revocation(session, consortium, body)
-    session.commit()
-    return _accepted(request, accepted)
+    return _accepted(request, session, governance.accept_key_revocation(session, consortium, body))
