@@ -12,7 +12,7 @@ from web3 import Web3
 from api.governance import ContractRef
 from credtrace.errors import ChainUnavailable
 from credtrace.settings import Settings
-from node_bridge.chain import is_reachable, rpc_web3
+from node_bridge.chain import chain_urls, is_reachable, rpc_web3
 from node_bridge.compiler import artifact
 from node_bridge.deploy import load_deployment
 from node_bridge.models import IndexerCheckpoint
@@ -41,8 +41,7 @@ class ChainView:
     _ref: ContractRef | None = field(default=None, init=False)
 
     def _connections(self) -> list[Web3]:
-        urls = self.settings.rpc_urls if self.settings.chain == "rpc" else [self.settings.rpc_url]
-        return [rpc_web3(url, timeout=3) for url in urls]
+        return [rpc_web3(url, timeout=3) for url in chain_urls(self.settings)]
 
     def _reachable(self) -> Web3 | None:
         return next((w3 for w3 in self._connections() if is_reachable(w3)), None)

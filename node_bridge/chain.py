@@ -31,9 +31,14 @@ def rpc_web3(url: str, timeout: float = 10.0) -> Web3:
     return Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
 
 
+def chain_urls(settings: Settings) -> list[str]:
+    """The JSON-RPC endpoints of the configured tier, in failover order."""
+    return settings.rpc_urls if settings.chain == "rpc" else [settings.rpc_url]
+
+
 def connect(settings: Settings) -> Web3:
     """The web3 connection for the configured tier (anvil or rpc), checked to answer."""
-    urls = settings.rpc_urls if settings.chain == "rpc" else [settings.rpc_url]
+    urls = chain_urls(settings)
     for url in urls:
         w3 = rpc_web3(url)
         if is_reachable(w3):
