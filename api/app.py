@@ -6,9 +6,16 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import errors
+from api.auth import KeyCache
 from api.chain_view import ChainView
 from api.metrics import CredtraceCollector
-from api.routes import health, members, metrics, writes
+from api.ratelimit import PublicRateLimiter
+from api.routes import feed as feed_routes  # feed and webhooks: api/routes/feed.py
+from api.routes import health, members, metrics, persons, records, writes
+from api.routes import public as public_routes  # status: api/routes/public.py
+from api.routes import status as status_routes  # status: api/routes/status.py
+from api.routes import webhooks as webhook_routes  # feed and webhooks: api/routes/webhooks.py
+from api.status import install as install_status  # status: catalogue and in-memory status cache
 from credtrace import __version__
 from credtrace.settings import Settings, get_settings
 from node_bridge.store import open_store
@@ -27,7 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = open_store(settings.database)
     app.state.registry = CollectorRegistry()
     app.state.registry.register(CredtraceCollector(app.state.engine, app.state.chain))
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)  # access: api/auth.py
+    app.state.rate_limiter = PublicRateLimiter.from_settings(settings)  # access: api/ratelimit.py
     errors.install(app)
-    for module in (health, metrics, members, writes):
+    for module in (health, metrics, members, writes, persons, records):
+        app.include_router(module.router)
+    install_status(app, settings)  # status: loads config/measures.yaml, refreshes the cache while the app runs
+    for module in (status_routes, public_routes):  # status
+        app.include_router(module.router)
+    for module in (feed_routes, webhook_routes):  # feed and webhooks
         app.include_router(module.router)
     return app

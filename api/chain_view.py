@@ -14,7 +14,9 @@ from credtrace.errors import ChainUnavailable
 from credtrace.settings import Settings
 from node_bridge.chain import chain_urls, is_reachable, rpc_web3
 from node_bridge.compiler import artifact
-from node_bridge.deploy import load_deployment
+from node_bridge.credit import CONTRACT as CREDIT_CONTRACT
+from node_bridge.credit import CreditDomain
+from node_bridge.deploy import Deployment, load_deployment
 from node_bridge.models import IndexerCheckpoint
 
 
@@ -39,6 +41,8 @@ class ChainView:
 
     settings: Settings
     _ref: ContractRef | None = field(default=None, init=False)
+    _deployment: Deployment | None = field(default=None, init=False)
+    _credit: CreditDomain | None = field(default=None, init=False)
 
     def _connections(self) -> list[Web3]:
         return [rpc_web3(url, timeout=3) for url in chain_urls(self.settings)]
@@ -62,18 +66,32 @@ class ChainView:
             contracts={name: c.address for name, c in deployment.contracts.items()} if deployment else {},
         )
 
-    def consortium(self) -> ContractRef:
-        """The deployed Consortium (cached once found); :class:`ChainUnavailable` if it cannot be found."""
-        if self._ref is None:
+    def deployment(self) -> Deployment:
+        """The deployment on the configured chain (cached once found); :class:`ChainUnavailable` if none."""
+        if self._deployment is None:
             w3 = self._reachable()
             if w3 is None:
                 raise ChainUnavailable("the chain node does not answer, so the contracts cannot be located")
             deployment = load_deployment(w3, self.settings.deployments_dir)
             if deployment is None:
                 raise ChainUnavailable(f"no deployment for chain {w3.eth.chain_id}: run `credtrace deploy`")
+            self._deployment = deployment
+        return self._deployment
+
+    def consortium(self) -> ContractRef:
+        """The deployed Consortium."""
+        if self._ref is None:
+            deployment = self.deployment()
             address = deployment.contracts["Consortium"].address
             self._ref = ContractRef(deployment.chain_id, address, artifact("Consortium").abi)
         return self._ref
+
+    def credit(self) -> CreditDomain:
+        """The EIP-712 domain of the deployed CreditRegistry: what record signatures name."""
+        if self._credit is None:
+            deployment = self.deployment()
+            self._credit = CreditDomain(deployment.chain_id, deployment.contracts[CREDIT_CONTRACT].address)
+        return self._credit
 
 
 def indexer_health(engine: Engine, chain: ChainHealth) -> IndexerHealth:

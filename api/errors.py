@@ -7,8 +7,11 @@ from fastapi.responses import JSONResponse
 
 from credtrace.errors import (
     ChainUnavailable,
+    Conflict,
     ContractReverted,
     CredtraceError,
+    Gone,
+    NotAuthenticated,
     NotAuthorised,
     NotFound,
     ValidationFailed,
@@ -18,7 +21,10 @@ _STATUS: list[tuple[type[CredtraceError], int]] = [
     (ValidationFailed, 422),
     (NotFound, 404),
     (NotAuthorised, 403),
+    (NotAuthenticated, 401),
+    (Gone, 410),
     (ContractReverted, 409),
+    (Conflict, 409),
     (ChainUnavailable, 503),
 ]
 
@@ -33,7 +39,17 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ValidationFailed):
         detail["field"] = exc.field
         detail["reason"] = exc.reason
-    return JSONResponse(status_code=status_for(exc), content={"detail": detail})
+    if isinstance(exc, Conflict):
+        detail["field"] = exc.field
+        detail["reason"] = exc.reason
+        detail["contract_error"] = exc.error
+    headers = None
+    if isinstance(exc, NotAuthenticated):
+        detail["header"] = exc.header
+        headers = {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, Gone):
+        detail["subject"] = exc.subject
+    return JSONResponse(status_code=status_for(exc), content={"detail": detail}, headers=headers)
 
 
 def install(app: FastAPI) -> None:

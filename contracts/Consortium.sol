@@ -114,6 +114,14 @@ contract Consortium is IConsortium, EIP712, BatchCall {
     }
 
     /// @inheritdoc IConsortium
+    function signerStanding(address key) external view returns (bytes32 member, uint8 roles) {
+        KeyRecord storage k = _keys[key];
+        member = k.member;
+        Member storage m = _members[member];
+        if (k.active && m.status == MemberStatus.Active) roles = m.roles;
+    }
+
+    /// @inheritdoc IConsortium
     function memberOf(address key) external view returns (bytes32) {
         return _keys[key].member;
     }

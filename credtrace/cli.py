@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credtrace.cli_records import record_app
 from credtrace.errors import CredtraceError
 from credtrace.keys import list_keys, new_key
 from credtrace.settings import get_settings
@@ -21,6 +22,11 @@ index_app = typer.Typer(help="The SQL index of the chain: rebuild it, check it."
 app.add_typer(chain_app, name="chain")
 app.add_typer(keys_app, name="keys")
 app.add_typer(index_app, name="index")
+apikey_app = typer.Typer(  # access
+    help="Members' API keys (Authorization: Bearer ctk_…), stored hashed in the SQL store.", no_args_is_help=True
+)
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(record_app, name="record")
 console = Console(stderr=True)
 out = Console()
 
@@ -50,6 +56,9 @@ def up(api: Annotated[bool, typer.Option(help="Serve the API after bringing the 
     demo_file = settings.data_path / "demo.json"
     if demo_file.exists():
         console.print(f"demo consortium: keys in {settings.keys_dir} (password 'demo'); details in {demo_file}")
+        api_keys = settings.data_path / "api-keys.json"
+        if api_keys.exists():
+            console.print(f"demo API keys (Authorization: Bearer …) for each member in {api_keys}")
     if not api:
         return
     import uvicorn
@@ -232,6 +241,77 @@ def index_check() -> None:
         out.print(difference)
     out.print(f"{len(differences)} difference(s)" if differences else "index matches the chain")
     raise typer.Exit(1 if differences else 0)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    member: Annotated[str, typer.Option(help="A member's 0x id, its name in the index, or a demo name (qilu-mall).")],
+    label: Annotated[str, typer.Option(help="What the key is for (shown by `apikey list`).")] = "",
+) -> None:
+    """Create an API key for a member and print it once (only its hash is kept)."""
+    from api.auth import create_api_key, resolve_member
+    from credtrace.demo import demo_directory
+    from node_bridge.store import open_store, session_scope
+
+    settings = get_settings()
+    try:
+        with session_scope(open_store(settings.database)) as session:
+            member_id, name = resolve_member(session, member, demo_directory(settings))
+            key, record = create_api_key(session, member_id, label)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    console.print(f"API key {record.id} for {name} ({member_id}); it is shown once, keep it now:")
+    print(key)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys: id, member, label, created, last used, revoked (no secret is shown or kept)."""
+    from api.auth import list_api_keys
+    from node_bridge.models import Member
+    from node_bridge.store import open_store, session_scope
+
+    with session_scope(open_store(get_settings().database)) as session:
+        rows = []
+        for record in list_api_keys(session):
+            member = session.get(Member, record.member_id)
+            when = [t.isoformat(timespec="seconds") if t else "-" for t in (record.last_used_at, record.revoked_at)]
+            rows.append(
+                [
+                    record.id,
+                    member.name if member else record.member_id,
+                    record.label or "-",
+                    record.created_at.isoformat(timespec="seconds"),
+                    *when,
+                ]
+            )
+    if not out.is_terminal:  # plain lines for scripts and pipes
+        for row in rows:
+            print(*row, sep="\t")
+        return
+    table = Table("id", "member", "label", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke an API key; running API processes refuse it within CREDTRACE_API_KEY_CACHE_SECONDS."""
+    from api.auth import revoke_api_key
+    from node_bridge.store import open_store, session_scope
+
+    settings = get_settings()
+    try:
+        with session_scope(open_store(settings.database)) as session:
+            record = revoke_api_key(session, key_id)
+    except CredtraceError as exc:
+        raise _fail(exc) from exc
+    assert record.revoked_at is not None
+    out.print(
+        f"API key {record.id} revoked at {record.revoked_at.isoformat(timespec='seconds')}; "
+        f"API processes refuse it within {settings.api_key_cache_seconds:g} s"
+    )
 
 
 @app.command()

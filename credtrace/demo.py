@@ -3,13 +3,16 @@
 Three regulators (threshold 2) from ``config/consortium.yaml`` and the members of ``config/demo.yaml``, each
 with an eth-account keystore ``<data dir>/keys/<key>.json`` whose password is ``demo``. Members are admitted
 on chain by proposals that two regulators sign. ``<data dir>/demo.json`` records progress, so an interrupted
-seeding resumes on the next start.
+seeding resumes on the next start. Each demo member, regulators included, gets an API key, kept in
+``<data dir>/api-keys.json`` (0600; see :func:`demo_api_keys`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -85,12 +88,84 @@ def seed(settings: Settings, w3: Web3, deployment: Deployment, sender: Sender) -
                 client.admit(member.uscc, member.name, member.role_flags, [account.address], signers)
                 admitted.append(member.name)
             progress.advance(task)
-    summary = {
+    summary: dict[str, Any] = {
         "status": "complete",
         "password": DEMO_PASSWORD,
         "keys_dir": str(settings.keys_dir),
         "regulators": [{"name": r.name, "uscc": r.uscc, "key": r.key} for r in config.regulators],
         "members": [m.model_dump() for m in members],
     }
+    from credtrace.demo_records import seed_records
+
+    summary["records"] = seed_records(settings, w3, deployment, sender)
     _marker(settings).write_text(json.dumps(summary, indent=2))
+    demo_api_keys(settings)
     return admitted
+
+
+# access: one API key per demo member, kept in <data dir>/api-keys.json (0600)
+
+API_KEYS_FILE = "api-keys.json"
+
+
+def all_demo_members(settings: Settings) -> list[DemoMember]:
+    """The founding regulators of the consortium config (as REGULATOR members), then the demo members."""
+    config = ConsortiumConfig.read(settings.consortium_config)
+    regulators = [DemoMember(uscc=r.uscc, name=r.name, roles=["REGULATOR"], key=r.key) for r in config.regulators]
+    return regulators + demo_members()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), replacing it atomically."""
+    scratch = path.with_name(path.name + ".tmp")
+    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    os.chmod(scratch, 0o600)
+    os.replace(scratch, path)
+
+
+def demo_api_keys(settings: Settings) -> dict[str, str]:
+    """``{member name: API key}`` for every demo member, regulators included, from ``<data dir>/api-keys.json``.
+
+    Idempotent: a key in the file that is still valid in the store (``settings.database``) for its member is
+    kept; a missing, revoked or unknown one is replaced by a new key, and the file (0600) rewritten.
+    """
+    from api.auth import create_api_key, key_record
+    from node_bridge.store import open_store, session_scope
+
+    path = settings.data_path / API_KEYS_FILE
+    existing: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    keys: dict[str, str] = {}
+    engine = open_store(settings.database)
+    try:
+        with session_scope(engine) as session:
+            for member in all_demo_members(settings):
+                owner = "0x" + member_id(member.uscc).hex()
+                key = existing.get(member.name)
+                record = key_record(session, key) if key else None
+                if key is None or record is None or record.member_id != owner:
+                    key, _ = create_api_key(session, owner, label=f"demo: {member.key}")
+                keys[member.name] = key
+    finally:
+        engine.dispose()
+    if keys != existing or path.stat().st_mode & 0o077:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        _write_private(path, json.dumps(keys, indent=2) + "\n")
+    return keys
+
+
+def refresh_api_keys(settings: Settings) -> None:
+    """On every start of a finished demo: make sure ``api-keys.json`` holds keys the store still knows."""
+    marker = _marker(settings)
+    if marker.exists() and json.loads(marker.read_text()).get("status") == "complete":
+        demo_api_keys(settings)
+
+
+def demo_directory(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Every demo member by its short name (``qilu-mall``) and full name: ``(0x member id, full name)``."""
+    directory: dict[str, tuple[str, str]] = {}
+    for member in all_demo_members(settings):
+        entry = ("0x" + member_id(member.uscc).hex(), member.name)
+        directory[member.key] = directory[member.name] = entry
+    return directory

@@ -42,3 +42,34 @@ class ContractReverted(CredtraceError):
         self.error = error
         self.args_ = args
         self.tx_hash = tx_hash
+
+
+class NotAuthenticated(CredtraceError):
+    """The caller did not prove who it is (no, malformed, unknown or revoked API key); ``header`` names where."""
+
+    def __init__(self, reason: str, header: str = "Authorization") -> None:
+        super().__init__(f"{header}: {reason}")
+        self.header = header
+        self.reason = reason
+
+
+class Gone(CredtraceError):
+    """The thing asked for existed but was erased for good (a crypto-shredded natural person); ``subject`` names it."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"subject {subject}: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+
+class Conflict(CredtraceError):
+    """The write clashes with what is already accepted (a used nonce, a record no longer active).
+
+    ``field`` names the input at fault and ``error`` the contract's custom error the chain would answer with.
+    """
+
+    def __init__(self, field: str, error: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason} ({error})")
+        self.field = field
+        self.error = error
+        self.reason = reason

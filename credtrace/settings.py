@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,43 @@ class Settings(BaseSettings):
     poll_interval: float = Field(0.2, gt=0, description="Seconds between relayer/indexer polls when idle.")
     gas_price: int | None = Field(0, description="Gas price for our transactions; unset asks the node.")
     operator_password: str = Field("operator", description="Password of the operator keystore that pays for writes.")
+    # access
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a verified API key is trusted without SQL; revocation takes this long."
+    )
+    public_rate_limit: str = Field(
+        "300/minute", description="Per client IP on public (unauthenticated) reads, e.g. '300/minute', '10/second'."
+    )
+    rate_limit_storage: str = Field(
+        "memory://", description="limits storage URI: memory:// (per process) or e.g. redis://127.0.0.1:6379."
+    )
+    person_pepper: SecretStr | None = Field(
+        None, description="Pepper of natural persons' lookup keys; default: <data dir>/person-pepper (0600)."
+    )
+    strict_org_code: bool = Field(
+        False, description="Reject (not just warn about) a credit code whose GB 11714 check digit is wrong."
+    )
+    # status
+    measures_config: Path = Field(
+        PROJECT_ROOT / "config" / "measures.yaml", description="The measure catalogue (C4), published at /v1/measures."
+    )
+    status_refresh_seconds: float = Field(
+        0.2, gt=0, description="How often each API process folds newly indexed records into its status cache."
+    )
+    status_batch_max: int = Field(10_000, ge=1, description="Most subjects one POST /v1/subjects/status:batch takes.")
+    compliance_window_days: float = Field(30, gt=0, description="Default look-back of GET /v1/compliance.")
+    # feed and webhooks
+    feed_poll_interval: float = Field(
+        0.2, gt=0, description="Seconds between looks at the index checkpoint by the SSE stream and the dispatcher."
+    )
+    feed_heartbeat_seconds: float = Field(15, gt=0, description="Seconds between SSE heartbeats (': ping' comments).")
+    webhook_batch_size: int = Field(100, ge=1, le=1000, description="Feed items per webhook POST, at most.")
+    webhook_timeout: float = Field(10, gt=0, description="Seconds a webhook receiver has to answer one POST.")
+    webhook_backoff_base: float = Field(1.0, gt=0, description="Seconds before the first retry; doubled each time.")
+    webhook_backoff_cap: float = Field(600, gt=0, description="Longest pause between two attempts, in seconds.")
+    webhook_max_failures: int = Field(20, ge=1, description="Failed attempts in a row that disable a webhook.")
+    webhook_retention_days: float = Field(7, gt=0, description="Days a delivered webhook delivery is kept.")
+    webhook_max_per_member: int = Field(20, ge=1, description="Webhook subscriptions one member may hold.")
 
     @property
     def data_path(self) -> Path:

@@ -1,8 +1,9 @@
-"""Keeps the relayer and the indexer running as child processes of ``credtrace up``.
+"""Keeps the relayer, the indexer and the webhook dispatcher running as child processes of ``credtrace up``.
 
-Each runs as ``python -m node_bridge.<name>`` with the same ``CREDTRACE_*`` environment; one that exits
-(a crash, a kill -9) is started again after a short, growing pause. Both are safe to restart at any time:
-the relayer resumes from the outbox, the indexer from its checkpoint.
+Each runs as ``python -m <module>`` (:data:`MODULES`: ``node_bridge.<name>`` unless listed) with the same
+``CREDTRACE_*`` environment; one that exits (a crash, a kill -9) is started again after a short, growing pause.
+All are safe to restart at any time: the relayer resumes from the outbox, the indexer from its checkpoint, the
+webhook dispatcher from each subscription's cursor and pending delivery.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 log = logging.getLogger("credtrace.supervisor")
 
-SERVICES = ("relayer", "indexer")
+SERVICES = ("relayer", "indexer", "webhooks")
+MODULES = {"webhooks": "credtrace.webhooks"}
+"""Services whose module is not ``node_bridge.<name>``."""
 
 
 @dataclass
@@ -31,7 +34,8 @@ class Supervisor:
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as out:
-            return subprocess.Popen([sys.executable, "-m", f"node_bridge.{name}"], stdout=out, stderr=subprocess.STDOUT)
+            module = MODULES.get(name, f"node_bridge.{name}")
+            return subprocess.Popen([sys.executable, "-m", module], stdout=out, stderr=subprocess.STDOUT)
 
     def start(self) -> None:
         for name in self.services:

@@ -51,6 +51,7 @@ def ensure_deployment(settings: Settings, w3: Web3) -> tuple[Deployment, bool]:
     if existing is not None:
         if demo.is_pending(settings):
             demo.seed(settings, w3, existing, operator_sender(settings, w3))
+        demo.refresh_api_keys(settings)
         return existing, False
     config = ConsortiumConfig.read(settings.consortium_config)
     if settings.demo:

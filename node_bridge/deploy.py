@@ -12,12 +12,16 @@ import yaml
 from pydantic import BaseModel, Field
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from credtrace import uscc
 from credtrace.errors import ValidationFailed
 from credtrace.keys import key_info
 from node_bridge.compiler import artifact
 from node_bridge.transactions import Sender
+
+CONTRACTS = ("Consortium", "CreditRegistry")
+"""What a deployment holds; a recorded deployment missing one is deployed again."""
 
 
 class RegulatorConfig(BaseModel):
@@ -90,6 +94,8 @@ def load_deployment(w3: Web3, deployments_dir: Path) -> Deployment | None:
     if not path.exists():
         return None
     deployment = Deployment.model_validate_json(path.read_text())
+    if set(deployment.contracts) != set(CONTRACTS):
+        return None
     for name, deployed in deployment.contracts.items():
         if deployed.abi_hash != artifact(name).abi_hash:
             return None
@@ -112,18 +118,24 @@ def deploy(
         for r, address in zip(config.regulators, config.regulator_addresses(keys_dir), strict=True)
     ]
     lifetime = int(config.proposal_lifetime_days * 86400)
-    contract, receipt = deploy_consortium(sender, regulators, config.threshold, lifetime)
+    consortium, receipt = deploy_consortium(sender, regulators, config.threshold, lifetime)
+    registry, registry_receipt = sender.deploy(artifact("CreditRegistry"), consortium.address)
     deployment = Deployment(
         chain_id=w3.eth.chain_id,
         deployer=sender.account.address,
         contracts={
-            "Consortium": DeployedContract(
-                address=contract.address,
-                abi_hash=artifact("Consortium").abi_hash,
-                block_number=receipt["blockNumber"],
-                tx_hash=receipt["transactionHash"].to_0x_hex(),
-            )
+            "Consortium": _deployed("Consortium", consortium, receipt),
+            "CreditRegistry": _deployed("CreditRegistry", registry, registry_receipt),
         },
     )
     deployment.save(deployments_dir)
     return deployment, True
+
+
+def _deployed(name: str, contract: Contract, receipt: TxReceipt) -> DeployedContract:
+    return DeployedContract(
+        address=contract.address,
+        abi_hash=artifact(name).abi_hash,
+        block_number=receipt["blockNumber"],
+        tx_hash=receipt["transactionHash"].to_0x_hex(),
+    )

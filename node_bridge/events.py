@@ -2,8 +2,9 @@
 
 web3's ``get_logs`` + ``process_log`` decode about 2,000 events/s; a bulk indexer needs ten times that. So:
 topic0 selects a precomputed event spec; indexed arguments are read straight from the topics; the data is read
-word by word for the usual ABI types (integers, bool, address, fixed bytes, ``bytes``, ``string`` and dynamic
-arrays of those), with ``eth_abi`` as the fallback for anything else (tuples, fixed-size arrays, nested arrays).
+word by word for the usual ABI types (integers, bool, address, fixed bytes, ``bytes``, ``string``, dynamic
+arrays of those and dynamic tuples of those, such as a struct with a string), with ``eth_abi`` as the fallback
+for anything else (static tuples, fixed-size arrays, nested arrays).
 
 Values come out JSON-safe, as stored in ``chain_event.args``: bytes as lowercase 0x-hex, addresses checksummed,
 integers as ``int`` (as decimal ``str`` beyond ±2^53, which JSON readers cannot hold exactly), bool as bool.
@@ -24,6 +25,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from credtrace.errors import CredtraceError
+from node_bridge.abi import is_dynamic, split_tuple
 
 JSON_SAFE_INT = 2**53
 _WORD = 32
@@ -156,8 +158,28 @@ def _array_reader(element: WordReader) -> WordReader:
     return read
 
 
+def _tuple_reader(abi_type: str) -> WordReader | None:
+    """A reader of a dynamic tuple of handled, non-tuple types (a struct with a string, say), as a list."""
+    parts = split_tuple(abi_type)
+    readers = [None if part.startswith("(") else _reader(part) for part in parts]
+    if not is_dynamic(abi_type) or any(r is None for r in readers):
+        return None  # a static tuple sits inline and shifts the heads after it: eth_abi handles those
+    heads = [(reader, _WORD * n) for n, reader in enumerate(readers) if reader is not None]
+
+    def read(data: bytes, head: int) -> Any:
+        start = int.from_bytes(data[head : head + _WORD], "big")
+        if start + _WORD * len(heads) > len(data):
+            raise UndecodableLog(f"tuple at offset {start} runs past the {len(data)} bytes of data")
+        inner = data[start:]  # offsets inside a tuple count from its start
+        return [reader(inner, at) for reader, at in heads]
+
+    return read
+
+
 def _reader(abi_type: str) -> WordReader | None:
     """A head-word reader for ``abi_type`` (static, or dynamic via its offset), None if not handled."""
+    if abi_type.startswith("("):
+        return _tuple_reader(abi_type)
     if abi_type == "bytes":
         return _bytes_reader
     if abi_type == "string":

@@ -10,7 +10,8 @@ Each :meth:`Indexer.step` indexes what is new up to ``head - confirmations``, ra
    batch; each log's block hash, the last block's hash and the tail's parent links must agree, else the range is
    dropped and read again;
 4. one SQL transaction: ``chain_event`` rows (upsert on the natural key ``(chain_id, tx_hash, log_index)``), the
-   projections of the events new to the index (:mod:`node_bridge.projections`), ``indexed_block`` rows, and the
+   projections of the events new to the index (:mod:`node_bridge.projections` for the Consortium,
+   :mod:`node_bridge.credit_index` for the CreditRegistry), ``indexed_block`` rows, and the
    checkpoint. Non-event blocks older than the window are pruned: ``indexed_block`` keeps every block with events
    plus the last ``reorg_window + 1`` blocks below the checkpoint, whether indexed live or rebuilt.
 
@@ -42,7 +43,7 @@ from web3 import Web3
 
 from credtrace.errors import ChainUnavailable, CredtraceError
 from credtrace.settings import Settings
-from node_bridge import projections
+from node_bridge import credit_index, projections
 from node_bridge.compiler import artifact
 from node_bridge.deploy import Deployment
 from node_bridge.events import DecodedEvent, EventDecoder
@@ -249,6 +250,7 @@ class Indexer:
         rows = [(chain_id, *e[:7], to_json(e.args)) for e in new]  # DecodedEvent follows chain_event's columns
         projections.upsert_values(connection, EVENTS, rows, update=False)
         projections.project(connection, new)
+        credit_index.project(connection, new, {b.number: b.timestamp for b in blocks})
         projections.upsert(connection, BLOCKS, [b.row(self.chain_id) for b in blocks])
         self._prune(connection, start, end)
         last = max(blocks, key=lambda b: b.number)
@@ -328,6 +330,7 @@ class Indexer:
             connection.execute(delete(EVENTS).where(EVENTS.c.chain_id == self.chain_id, EVENTS.c.block_number > above))
             connection.execute(delete(BLOCKS).where(BLOCKS.c.chain_id == self.chain_id, BLOCKS.c.number > above))
             projections.recompute(connection, self.chain_id, projections.touched((r.name, r.args) for r in removed))
+            credit_index.rollback(connection, above)
             connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.chain_id == self.chain_id))
             if ancestor is not None:
                 checkpoint = {

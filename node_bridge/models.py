@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, LargeBinary
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -44,6 +44,28 @@ class OutboxEntry(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SignedSubmission(SQLModel, table=True):
+    """A signed credit message the API accepted (record, revocation, repair or enforcement), kept as signed.
+
+    Written in the same SQL transaction as its outbox row. It answers ``GET /v1/records/{id}`` before the chain
+    does, keeps each issuer's nonces unique among pending writes, and holds the record a later revocation needs.
+    """
+
+    __tablename__ = "signed_submission"
+    __table_args__ = (UniqueConstraint("issuer", "nonce", name="uq_signed_submission_issuer_nonce"),)
+
+    id: str = Field(primary_key=True, max_length=66, description="EIP-712 digest")
+    type: str = Field(max_length=16, description="CreditRecord | Revocation | Repair | Enforcement")
+    issuer: str = Field(max_length=66, description="signing organisation (issuer or platform)")
+    nonce: str = Field(max_length=80)
+    subject: str | None = Field(default=None, max_length=66, index=True)
+    target: str | None = Field(default=None, max_length=66, index=True, description="record a closure closes")
+    signer: str = Field(max_length=42)
+    message: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    signature: str = Field(max_length=132)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class RelayTxStatus(enum.StrEnum):
@@ -177,6 +199,62 @@ class ChainParameter(SQLModel, table=True):
     updated_block: int = Field(sa_type=BigInteger)
 
 
+class CreditRecordRow(SQLModel, table=True):
+    """A credit record the chain accepted (``RecordIssued``), with its revocation or repair if one followed.
+
+    Times are unix seconds; ``block_time`` is when the chain accepted it, ``closed_time`` when it was closed.
+    ``subject_code`` is the organisation's credit code (None for a natural person's commitment).
+    """
+
+    __tablename__ = "credit_record"
+
+    id: str = Field(primary_key=True, max_length=66, description="EIP-712 digest")
+    kind: str = Field(max_length=32, index=True)
+    subject: str = Field(max_length=66, index=True)
+    subject_code: str | None = Field(default=None, max_length=18)
+    issuer: str = Field(max_length=66, index=True)
+    signer: str = Field(max_length=42)
+    legal_basis: str
+    tier: str = Field(max_length=8)
+    measures: int = Field(sa_type=BigInteger, description="bits of the measure catalogue")
+    document_hash: str = Field(max_length=66)
+    effective_at: int = Field(sa_type=BigInteger)
+    public_until: int = Field(sa_type=BigInteger)
+    valid_until: int = Field(sa_type=BigInteger)
+    relation: str = Field(max_length=24)
+    refers_to: str | None = Field(default=None, max_length=66, index=True)
+    nonce: str = Field(max_length=80, description="uint256 as decimal text")
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_time: int = Field(sa_type=BigInteger)
+    tx_hash: str = Field(max_length=66)
+    log_index: int
+    closed: str | None = Field(default=None, max_length=8, description="revoked | repaired")
+    closure_id: str | None = Field(default=None, max_length=66)
+    closed_reason: str | None = None
+    closed_by: str | None = Field(default=None, max_length=42, description="signer of the closure")
+    closed_block: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    closed_time: int | None = Field(default=None, sa_type=BigInteger)
+    closed_tx: str | None = Field(default=None, max_length=66)
+
+
+class EnforcementRow(SQLModel, table=True):
+    """A platform's signed receipt that it applied a measure (``EnforcementFiled``)."""
+
+    __tablename__ = "enforcement"
+
+    id: str = Field(primary_key=True, max_length=66, description="EIP-712 digest")
+    platform: str = Field(max_length=66, index=True)
+    subject: str = Field(max_length=66, index=True)
+    record_id: str = Field(max_length=66, index=True)
+    measure: int
+    applied_at: int = Field(sa_type=BigInteger)
+    signer: str = Field(max_length=42)
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_time: int = Field(sa_type=BigInteger)
+    tx_hash: str = Field(max_length=66)
+    log_index: int
+
+
 INDEX_TABLES: tuple[type[SQLModel], ...] = (
     IndexedBlock,
     IndexerCheckpoint,
@@ -186,5 +264,7 @@ INDEX_TABLES: tuple[type[SQLModel], ...] = (
     Proposal,
     ProposalApproval,
     ChainParameter,
+    CreditRecordRow,
+    EnforcementRow,
 )
 """Tables the indexer owns; dropped and refilled by a rebuild, compared by ``credtrace index check``."""

@@ -95,6 +95,17 @@ class Sender:
         assert address is not None
         return self.w3.eth.contract(address=address, abi=artifact.abi), receipt
 
+    def transact_raw(self, to: str, data: bytes, abi: Sequence[dict[str, Any]], gas: int | None = None) -> TxReceipt:
+        """Send ready-made calldata to ``to`` (whose ``abi`` decodes a revert).
+
+        Give ``gas`` for a ``batch``: estimation finds the least gas at which the batch itself succeeds, which may
+        be so little that the calls inside it run out of gas and are merely reported as failed.
+        """
+        tx: dict[str, Any] = {"to": to, "data": data, "value": 0}
+        if gas is not None:
+            tx["gas"] = gas
+        return self._send(tx, abi)
+
     def transact(self, call: ContractFunction) -> TxReceipt:
         """Send a contract call; a revert raises :class:`ContractReverted` naming the custom error."""
         tx = {"to": call.address, "data": call._encode_transaction_data(), "value": 0}

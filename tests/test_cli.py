@@ -74,7 +74,7 @@ def test_chain_start_stop_status(env: dict[str, str]) -> None:
     assert credtrace(env, "chain", "status", check=False).returncode == 1
 
 
-def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str]) -> None:
+def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str], tmp_path: Path) -> None:
     process = subprocess.Popen(
         [str(BIN / "credtrace"), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -90,12 +90,13 @@ def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str]) -
                 assert time.monotonic() < deadline, "the API did not come up"
                 time.sleep(0.5)
         assert response.status_code == 200
-        assert set(response.json()["chain"]["contracts"]) == {"Consortium"}
+        assert set(response.json()["chain"]["contracts"]) == {"Consortium", "CreditRegistry"}
         members_url = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}/v1/members"
         while httpx.get(members_url, timeout=5).json()["total"] < 9:  # the supervised indexer catches up
             assert time.monotonic() < deadline, "the indexer did not index the demo consortium"
             time.sleep(0.5)
         _write_through_the_supervised_relayer(env, deadline)
+        _sign_submit_show_a_record(env, tmp_path, deadline)
         status = credtrace(env, "status")
         assert "threshold: 2" in status.stdout
         assert '"created": false' in credtrace(env, "deploy").stdout
@@ -137,12 +138,42 @@ def _write_through_the_supervised_relayer(env: dict[str, str], deadline: float) 
     message = proposal_message(Action.SUSPEND, member, payload, 7)
     signature = sign(regulator, typed_data("Proposal", message, 31337, consortium))
     body = {"action": "SUSPEND", "member": "0x" + member.hex(), "payload": "0x", "nonce": "7"}
-    accepted = httpx.post(f"{api}/v1/proposals", json={**body, "signature": "0x" + signature.hex()}, timeout=5)
+    api_keys = json.loads((Path(env["CREDTRACE_DATA_DIR"]) / "api-keys.json").read_text())  # the demo's
+    auth = {"Authorization": f"Bearer {api_keys['Shandong Provincial Administration for Market Regulation']}"}
+    signed = {**body, "signature": "0x" + signature.hex()}
+    accepted = httpx.post(f"{api}/v1/proposals", json=signed, headers=auth, timeout=5)
     assert accepted.status_code == 202, accepted.text
-    while (status := httpx.get(accepted.json()["status_url"], timeout=5).json())["status"] != "confirmed":
+    while (status := httpx.get(accepted.json()["status_url"], headers=auth, timeout=5).json())["status"] != "confirmed":
         assert status["status"] != "failed", status
         assert time.monotonic() < deadline, f"the supervised relayer did not confirm the write: {status}"
         time.sleep(0.3)
+
+
+def _sign_submit_show_a_record(env: dict[str, str], tmp_path: Path, deadline: float) -> None:
+    """A department signs a blacklist decision offline with its keystore, submits it, and follows it."""
+    api_keys = json.loads((Path(env["CREDTRACE_DATA_DIR"]) / "api-keys.json").read_text())
+    document = tmp_path / "decision.txt"
+    document.write_text("Decision no. 42: the shop sold counterfeit tea.")
+    signed = tmp_path / "decision.json"
+    sign_args = ["--key", "market-regulation", "--password", "demo", "--kind", "blacklist"]
+    sign_args += ["--subject", "91370102765432104K", "--legal-basis", "E-Commerce Law art. 13", "--tier", "severe"]
+    credtrace(env, "record", "sign", *sign_args, "--document", str(document), "--offline", "--out", str(signed))
+    body = json.loads(signed.read_text())
+    assert body["type"] == "CreditRecord" and body["message"]["kind"] == 3
+    bad = credtrace(env, "record", "sign", *sign_args[:6], "--subject", "91370102765432104Z", "--legal-basis", "x",
+                    check=False)  # fmt: skip
+    assert bad.returncode == 1 and "subject" in bad.stderr
+    key = {"CREDTRACE_API_KEY": api_keys["Shandong Provincial Administration for Market Regulation"]}
+    submitted = credtrace({**env, **key}, "record", "submit", str(signed))
+    record_id, kind, status = submitted.stdout.split()
+    assert kind == "CreditRecord" and status == "accepted"
+    while (shown := json.loads(credtrace({**env, **key}, "record", "show", record_id).stdout))["state"] is None:
+        assert shown["write_status"] != "failed", shown
+        assert time.monotonic() < deadline, f"the record was not indexed: {shown}"
+        time.sleep(0.3)
+    assert shown["state"] == "active" and shown["message"]["legalBasis"] == "E-Commerce Law art. 13"
+    refused = credtrace(env, "record", "show", record_id, check=False)  # no API key
+    assert refused.returncode == 1 and "401" in refused.stderr
 
 
 def test_index_rebuild_and_check_from_the_command_line(env: dict[str, str]) -> None:

@@ -1,14 +1,20 @@
-"""Consortium members and governance, read from the index; signed governance writes into the outbox."""
+"""Consortium members and governance, read from the index; signed governance writes into the outbox.
+
+Reads are public (rate-limited per client); governance writes need a REGULATOR member's API key, a key
+revocation any member's. The key says who calls; the EIP-712 signature in the body is what the chain checks.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from sqlmodel import Session
 
 from api import governance, index_queries
+from api.auth import CallerDep, RegulatorDep
 from api.deps import ConsortiumDep, SessionDep
+from api.ratelimit import public_rate_limit
 from api.schemas import (
     HEX32,
     ApprovalCreate,
@@ -25,6 +31,7 @@ router = APIRouter(prefix="/v1", tags=["consortium"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 Id32 = Annotated[str, Path(pattern=HEX32)]
+PUBLIC = [Depends(public_rate_limit)]
 
 
 def _accepted(request: Request, session: Session, accepted: governance.Accepted) -> WriteAccepted:
@@ -34,7 +41,7 @@ def _accepted(request: Request, session: Session, accepted: governance.Accepted)
     return WriteAccepted(id=accepted.record_id, status=accepted.status, signer=accepted.signer, status_url=url)
 
 
-@router.get("/members", response_model=Page[MemberPublic])
+@router.get("/members", response_model=Page[MemberPublic], dependencies=PUBLIC)
 def list_members(
     session: SessionDep, role: str | None = None, status: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Page[MemberPublic]:
@@ -42,13 +49,13 @@ def list_members(
     return index_queries.list_members(session, role, status, limit, offset)
 
 
-@router.get("/members/{member_id}", response_model=MemberPublic)
+@router.get("/members/{member_id}", response_model=MemberPublic, dependencies=PUBLIC)
 def get_member(session: SessionDep, member_id: Id32) -> MemberPublic:
     """One member (id = keccak256 of its unified social credit code) with its keys."""
     return index_queries.get_member(session, member_id)
 
 
-@router.get("/proposals", response_model=Page[ProposalPublic])
+@router.get("/proposals", response_model=Page[ProposalPublic], dependencies=PUBLIC)
 def list_proposals(
     session: SessionDep,
     executed: bool | None = None,
@@ -60,7 +67,7 @@ def list_proposals(
     return index_queries.list_proposals(session, executed, member_id, limit, offset)
 
 
-@router.get("/proposals/{proposal_id}", response_model=ProposalPublic)
+@router.get("/proposals/{proposal_id}", response_model=ProposalPublic, dependencies=PUBLIC)
 def get_proposal(session: SessionDep, proposal_id: Id32) -> ProposalPublic:
     """One proposal with the regulators that approved it."""
     return index_queries.get_proposal(session, proposal_id)
@@ -68,7 +75,7 @@ def get_proposal(session: SessionDep, proposal_id: Id32) -> ProposalPublic:
 
 @router.post("/proposals", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
 def create_proposal(
-    request: Request, session: SessionDep, consortium: ConsortiumDep, body: ProposalCreate
+    request: Request, caller: RegulatorDep, session: SessionDep, consortium: ConsortiumDep, body: ProposalCreate
 ) -> WriteAccepted:
     """Accept a proposal signed by a regulator (EIP-712 ``Proposal``; see docs/governance.md). 202 with its id."""
     return _accepted(request, session, governance.accept_proposal(session, consortium, body))
@@ -76,7 +83,12 @@ def create_proposal(
 
 @router.post("/proposals/{proposal_id}/approvals", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
 def approve_proposal(
-    request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32, body: ApprovalCreate
+    request: Request,
+    caller: RegulatorDep,
+    session: SessionDep,
+    consortium: ConsortiumDep,
+    proposal_id: Id32,
+    body: ApprovalCreate,
 ) -> WriteAccepted:
     """Accept a regulator's signed approval (EIP-712 ``Approval``) of a proposal."""
     return _accepted(request, session, governance.accept_approval(session, consortium, proposal_id, body))
@@ -84,15 +96,15 @@ def approve_proposal(
 
 @router.post("/proposals/{proposal_id}/execution", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
 def execute_proposal(
-    request: Request, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32
+    request: Request, caller: RegulatorDep, session: SessionDep, consortium: ConsortiumDep, proposal_id: Id32
 ) -> WriteAccepted:
-    """Queue the execution of a proposal that has its quorum (anyone may; the contract recounts approvals)."""
+    """Queue the execution of a proposal that has its quorum (a regulator's key; the contract recounts approvals)."""
     return _accepted(request, session, governance.accept_execution(session, consortium, proposal_id))
 
 
 @router.post("/key-revocations", response_model=WriteAccepted, status_code=status.HTTP_202_ACCEPTED)
 def revoke_key(
-    request: Request, session: SessionDep, consortium: ConsortiumDep, body: KeyRevocationCreate
+    request: Request, caller: CallerDep, session: SessionDep, consortium: ConsortiumDep, body: KeyRevocationCreate
 ) -> WriteAccepted:
     """Accept a member's immediate revocation of one of its keys (EIP-712 ``KeyRevocation``), no vote needed."""
     return _accepted(request, session, governance.accept_key_revocation(session, consortium, body))

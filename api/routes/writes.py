@@ -1,4 +1,4 @@
-"""``GET /v1/writes/{id}``: where an accepted signed write is on its way to the chain."""
+"""``GET /v1/writes/{id}``: where an accepted signed write is on its way to the chain (any member's API key)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from api.auth import CallerDep
 from api.deps import SessionDep
 from api.schemas import HEX32, WriteStatus
 from credtrace.errors import NotFound
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["writes"])
 
 
 @router.get("/writes/{record_id}", response_model=WriteStatus, name="get_write")
-def get_write(session: SessionDep, record_id: Annotated[str, Path(pattern=HEX32)]) -> WriteStatus:
+def get_write(caller: CallerDep, session: SessionDep, record_id: Annotated[str, Path(pattern=HEX32)]) -> WriteStatus:
     """accepted → submitted → confirmed (with block), or failed with the contract's decoded error."""
     entry = outbox.get(session, record_id)
     if entry is None:

@@ -157,6 +157,10 @@ interface IConsortium {
     /// @notice Whether `key` is active, its member is Active, and the member holds any of the bits in `role`.
     function isActiveSigner(address key, uint8 role) external view returns (bool);
 
+    /// @notice The organisation `key` signs for and the roles it may use now: `roles` is 0 unless the key is
+    /// active and its member is Active. One call gives another contract everything a signed write needs.
+    function signerStanding(address key) external view returns (bytes32 member, uint8 roles);
+
     /// @notice The member `key` is (or was) registered to; zero if none.
     function memberOf(address key) external view returns (bytes32);
 

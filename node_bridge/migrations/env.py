@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import api.models  # noqa: F401  (registers the API's own tables: api_key, person)
+import credtrace.webhooks  # noqa: F401  (registers the webhook tables: webhook_subscription, webhook_delivery)
 import node_bridge.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config

@@ -1,7 +1,12 @@
-"""The consortium over HTTP: signed governance writes go to the outbox (202), reads come from the index only."""
+"""The consortium over HTTP: signed governance writes go to the outbox (202), reads come from the index only.
+
+Writes carry a member's API key (the demo's, from ``api-keys.json``): a regulator's for governance, any
+member's for a key revocation and for following a write.
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +18,7 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 
 from api.app import create_app
-from credtrace.demo import DEMO_PASSWORD, demo_members
+from credtrace.demo import DEMO_PASSWORD, demo_api_keys, demo_directory, demo_members
 from credtrace.keys import load_key
 from credtrace.settings import Settings
 from credtrace.system import ensure_deployment, operator_account
@@ -32,6 +37,7 @@ class World:
     deployment: Deployment
     relayer: Relayer
     indexer: Indexer
+    api_keys: dict[str, str]
 
     def settle(self) -> None:
         """Relay what the outbox holds and index what the chain then says."""
@@ -45,6 +51,11 @@ class World:
     def key(self, name: str) -> LocalAccount:
         return load_key(self.settings.keys_dir, name, DEMO_PASSWORD)
 
+    def auth(self, name: str) -> dict[str, str]:
+        """The ``Authorization`` header of a demo member's API key (``name`` as its keystore: qilu-mall)."""
+        full_name = demo_directory(self.settings)[name][1]
+        return {"Authorization": f"Bearer {self.api_keys[full_name]}"}
+
 
 @pytest.fixture
 def world(anvil_settings: Settings, anvil_w3: Web3) -> Iterator[World]:
@@ -54,7 +65,7 @@ def world(anvil_settings: Settings, anvil_w3: Web3) -> Iterator[World]:
     indexer = Indexer(engine, anvil_w3, deployment, anvil_settings)
     indexer.step()
     with TestClient(create_app(anvil_settings)) as client:
-        yield World(client, anvil_settings, anvil_w3, deployment, relayer, indexer)
+        yield World(client, anvil_settings, anvil_w3, deployment, relayer, indexer, demo_api_keys(anvil_settings))
     engine.dispose()
 
 
@@ -89,38 +100,47 @@ def test_a_signed_admission_travels_outbox_chain_index(world: World) -> None:
     name = "Laiwu Fresh Market Co."
     payload = encode_payload(Action.ADMIT, name=name, roles=Role.PLATFORM, keys=[newcomer_key.address])
     body = _proposal_body(world, world.key("market-regulation"), Action.ADMIT, member_id(uscc), payload)
-    accepted = world.client.post("/v1/proposals", json=body)
+    anonymous = world.client.post("/v1/proposals", json=body)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    by_platform = world.client.post("/v1/proposals", json=body, headers=world.auth("qilu-mall"))
+    assert by_platform.status_code == 403 and "REGULATOR" in by_platform.json()["detail"]["message"]
+    accepted = world.client.post("/v1/proposals", json=body, headers=world.auth("market-regulation"))
     assert accepted.status_code == 202, accepted.text
     proposal_id = accepted.json()["id"]
-    again = world.client.post("/v1/proposals", json=body)
+    again = world.client.post("/v1/proposals", json=body, headers=world.auth("credit-office"))
     assert again.status_code == 202 and again.json()["id"] == proposal_id
     assert world.client.get("/healthz").json()["outbox"]["depth"] == 1
 
     world.settle()
-    status = world.client.get(accepted.json()["status_url"]).json()
+    assert world.client.get(accepted.json()["status_url"]).status_code == 401
+    status = world.client.get(accepted.json()["status_url"], headers=world.auth("jiaodong-express")).json()
     assert status["status"] == "confirmed" and status["block_number"] > 0
     proposal = world.client.get(f"/v1/proposals/{proposal_id}").json()
     assert proposal["action"] == "ADMIT" and proposal["approvals"] == 1 and not proposal["executed"]
     assert proposal["fields"]["keys"] == [newcomer_key.address]
-    early = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    early = world.client.post(f"/v1/proposals/{proposal_id}/execution", headers=world.auth("market-regulation"))
     assert early.status_code == 422 and "1 of the 2 approvals" in early.text
 
     approval = sign(world.key("credit-office"), world.typed("Approval", {"proposalId": bytes.fromhex(proposal_id[2:])}))
-    approved = world.client.post(f"/v1/proposals/{proposal_id}/approvals", json={"signature": "0x" + approval.hex()})
+    approved = world.client.post(
+        f"/v1/proposals/{proposal_id}/approvals",
+        json={"signature": "0x" + approval.hex()},
+        headers=world.auth("credit-office"),
+    )
     assert approved.status_code == 202, approved.text
     world.settle()
     proposal = world.client.get(f"/v1/proposals/{proposal_id}").json()
     assert proposal["approvals"] == 2
     assert len(proposal["approvers"]) == 2
 
-    executed = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    executed = world.client.post(f"/v1/proposals/{proposal_id}/execution", headers=world.auth("commerce-department"))
     assert executed.status_code == 202, executed.text
     world.settle()
     assert world.client.get(f"/v1/proposals/{proposal_id}").json()["executed"] is True
     newcomer = world.client.get(f"/v1/members/0x{member_id(uscc).hex()}").json()
     assert newcomer["name"] == name and newcomer["roles"] == ["PLATFORM"] and newcomer["status"] == "active"
     assert [k["address"] for k in newcomer["keys"]] == [newcomer_key.address]
-    again = world.client.post(f"/v1/proposals/{proposal_id}/execution")
+    again = world.client.post(f"/v1/proposals/{proposal_id}/execution", headers=world.auth("market-regulation"))
     assert again.status_code == 202 and again.json()["id"] == executed.json()["id"]
 
 
@@ -135,12 +155,12 @@ def test_bad_writes_get_a_4xx_naming_the_field(world: World) -> None:
         ({**good, "member": "0x12"}, 422, "member"),
     ]
     for body, code, field in cases:
-        response = world.client.post("/v1/proposals", json=body)
+        response = world.client.post("/v1/proposals", json=body, headers=world.auth("market-regulation"))
         assert response.status_code == code, (field, response.text)
         assert field in response.text
     platform = world.key(demo_members()[0].key)
     by_platform = _proposal_body(world, platform, Action.SUSPEND, member_id(demo_members()[1].uscc), b"")
-    refused = world.client.post("/v1/proposals", json=by_platform)
+    refused = world.client.post("/v1/proposals", json=by_platform, headers=world.auth("market-regulation"))
     assert refused.status_code == 403
     assert platform.address in refused.json()["detail"]["message"]
     assert world.client.get("/healthz").json()["outbox"]["depth"] == 0
@@ -170,9 +190,12 @@ def test_a_member_revokes_its_own_key_at_once(world: World) -> None:
     body = {"member": "0x" + member.hex(), "key": key.address, "signature": "0x" + signature.hex()}
     stranger = world.key(demo_members()[1].key)
     forged = sign(stranger, world.typed("KeyRevocation", {"member": member, "key": key.address}))
-    refused = world.client.post("/v1/key-revocations", json={**body, "signature": "0x" + forged.hex()})
+    refused = world.client.post(
+        "/v1/key-revocations", json={**body, "signature": "0x" + forged.hex()}, headers=world.auth(qilu.key)
+    )
     assert refused.status_code == 403
-    accepted = world.client.post("/v1/key-revocations", json=body)
+    assert world.client.post("/v1/key-revocations", json=body).status_code == 401
+    accepted = world.client.post("/v1/key-revocations", json=body, headers=world.auth(qilu.key))
     assert accepted.status_code == 202, accepted.text
     world.settle()
     keys = world.client.get(f"/v1/members/0x{member.hex()}").json()["keys"]
@@ -186,5 +209,16 @@ def test_a_member_revokes_its_own_key_at_once(world: World) -> None:
         }
     ]
     assert keys[0]["revoked_block"] > keys[0]["added_block"]
-    again = world.client.post("/v1/key-revocations", json=body)
+    again = world.client.post("/v1/key-revocations", json=body, headers=world.auth(qilu.key))
     assert again.status_code == 202 and again.json()["id"] == accepted.json()["id"]
+
+
+def test_the_demo_consortium_comes_with_api_keys(world: World) -> None:
+    path = world.settings.data_path / "api-keys.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text()) == world.api_keys and len(world.api_keys) == 9
+    ensure_deployment(world.settings, world.w3)  # a restart keeps the keys the store still knows
+    assert json.loads(path.read_text()) == world.api_keys
+    for name in world.api_keys:
+        headers = {"Authorization": f"Bearer {world.api_keys[name]}"}
+        assert world.client.get(f"/v1/writes/0x{'00' * 32}", headers=headers).status_code == 404, name

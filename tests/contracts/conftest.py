@@ -1,18 +1,38 @@
-"""Contract fixtures, each built on the last: in-process EVM → sender → regulators → consortium (2 of 3)."""
+"""Contract fixtures, each built on the last: in-process EVM → sender → regulators → consortium (2 of 3) →
+credit registry (bound to that consortium) with an admitted platform and certifier."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.contract import Contract
 
-from node_bridge.consortium import ConsortiumClient, deploy_consortium, member_id
+from node_bridge.compiler import artifact
+from node_bridge.consortium import ConsortiumClient, Role, deploy_consortium, member_id
 from node_bridge.in_process import in_process_web3
 from node_bridge.transactions import Sender, fund
 
 REGULATOR_USCCS = ("11100000000018271R", "11100000000013127G", "11100000717802103X")
 THRESHOLD = 2
+REGISTRY_PLATFORM_USCC = "913301000000000196"
+REGISTRY_CERTIFIER_USCC = "12330100000000000E"
+
+
+@dataclass
+class Member:
+    """An admitted organisation: its unified social credit code, Consortium id and signing keys."""
+
+    uscc: str
+    id: bytes
+    keys: list[LocalAccount]
+
+    @property
+    def key(self) -> LocalAccount:
+        return self.keys[0]
 
 
 @pytest.fixture
@@ -47,3 +67,32 @@ def consortium(w3: Web3, sender: Sender, regulators: list[LocalAccount]) -> Cons
     ]
     contract, _ = deploy_consortium(sender, founders, THRESHOLD)
     return ConsortiumClient(w3, contract, sender)
+
+
+@pytest.fixture
+def registry(sender: Sender, consortium: ConsortiumClient) -> Contract:
+    """A CreditRegistry trusting the consortium fixture's members and keys."""
+    contract, _ = sender.deploy(artifact("CreditRegistry"), consortium.contract.address)
+    return contract
+
+
+@pytest.fixture
+def regulator_members(regulators: list[LocalAccount]) -> list[Member]:
+    """The founding regulators as members (one key each)."""
+    return [Member(uscc, member_id(uscc), [key]) for uscc, key in zip(REGULATOR_USCCS, regulators, strict=True)]
+
+
+@pytest.fixture
+def platform_member(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
+    """An admitted PLATFORM member with two keys."""
+    keys = [Account.create(), Account.create()]
+    consortium.admit(REGISTRY_PLATFORM_USCC, "Shop Ltd", Role.PLATFORM, [k.address for k in keys], regulators[:2])
+    return Member(REGISTRY_PLATFORM_USCC, member_id(REGISTRY_PLATFORM_USCC), keys)
+
+
+@pytest.fixture
+def certifier_member(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
+    """An admitted CERTIFIER member with one key."""
+    keys = [Account.create()]
+    consortium.admit(REGISTRY_CERTIFIER_USCC, "Cert Centre", Role.CERTIFIER, [k.address for k in keys], regulators[:2])
+    return Member(REGISTRY_CERTIFIER_USCC, member_id(REGISTRY_CERTIFIER_USCC), keys)
