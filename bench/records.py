@@ -9,8 +9,8 @@
    a few concurrent clients; the clock runs from the first POST until the last record is in ``credit_record``.
 2. node ceiling: on another fresh node, the same kind of records pre-signed into ``batch`` transactions of 100,
    sent raw until all are mined: what anvil does with no API, database, relayer or indexer.
-3. gas per record in a batch of 100, by kind: a penalty (stores a nonce bit), a blacklist record on a subject never
-   listed (one fresh list slot), a blacklist record on a subject already listed, and the demo mix of kinds.
+3. gas per record in a batch of 100, by kind: a penalty (stores its nonce fingerprint), a blacklist record on a
+   subject never listed (one fresh list slot), a blacklist record on a subject already listed, and a mix of kinds.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def gas(size: int = 100) -> dict[str, float]:
         regulator_kinds = [k for k in Kind if k is not Kind.REAL_NAME_CERTIFICATION]  # that one needs a CERTIFIER
         cycled = [regulator_kinds[i % len(regulator_kinds)] for i in range(size)]
         results = {
-            "administrative penalty (stores a nonce bit)": per_record(
+            "administrative penalty (stores its nonce fingerprint)": per_record(
                 make_records(chain, [Kind.ADMINISTRATIVE_PENALTY] * size, fresh, 1 << 42)
             ),
             "blacklist, subject never listed (one fresh slot)": per_record(
