@@ -1,7 +1,7 @@
 """Signed credit records from ``POST /v1/records`` to confirmed and indexed, beside the node's raw ceiling; gas.
 
     SOLCX_BINARY_PATH=build/solcx .venv/bin/python -m bench.records [--records 20000] [--post-batch 500]
-        [--clients 4] [--database-url postgresql://postgres@127.0.0.1:5432/test]
+        [--clients 4] [--api-workers 1] [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
 1. system: a fresh anvil node with the contracts and the demo (as ``make run`` starts it); the API under uvicorn
    (one worker), the relayer and the indexer as their own processes (as ``credtrace up`` runs them). N records
@@ -75,11 +75,11 @@ def calls_of(chain: Chain, records: list[dict[str, Any]]) -> list[bytes]:
     return [credit.calldata("CreditRecord", r, domain.sign(chain.regulator, "CreditRecord", r)) for r in records]
 
 
-def _processes(chain: Chain, env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
+def _processes(chain: Chain, env: dict[str, str], logs: Path, workers: int) -> list[subprocess.Popen[bytes]]:
     logs.mkdir(parents=True, exist_ok=True)
     commands = {
         "api": [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", env["CREDTRACE_API_PORT"],
-                "--log-level", "warning"],
+                "--log-level", "warning", "--workers", str(workers)],
         "relayer": [sys.executable, "-m", "node_bridge.relayer"],
         "indexer": [sys.executable, "-m", "node_bridge.indexer"],
     }  # fmt: skip
@@ -90,7 +90,9 @@ def _processes(chain: Chain, env: dict[str, str], logs: Path) -> list[subprocess
     return started
 
 
-def system(count: int, post_batch: int, clients: int, database_url: str | None) -> tuple[float, float]:
+def system(
+    count: int, post_batch: int, clients: int, database_url: str | None, workers: int = 1
+) -> tuple[float, float]:
     """(records/s accepted by the API, records/s from first POST to indexed)."""
     with fresh_chain(200) as chain:
         settings = chain.settings
@@ -107,7 +109,7 @@ def system(count: int, post_batch: int, clients: int, database_url: str | None) 
         with console.status(f"signing {count} records"):
             bodies = signed_bodies(chain, make_records(chain, [Kind.ADMINISTRATIVE_PENALTY] * count,
                                                        subjects(count, secrets.randbelow(9999)), 1 << 40))  # fmt: skip
-        processes = _processes(chain, env, settings.data_path / "logs")
+        processes = _processes(chain, env, settings.data_path / "logs", workers)
         base = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}"
         engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://") if database_url
                                else settings.database)  # fmt: skip
@@ -227,11 +229,12 @@ def main() -> None:
     parser.add_argument("--post-batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of the API")
     args = parser.parse_args()
     table = Table(title=f"{args.records} signed records (ADMINISTRATIVE_PENALTY), local anvil")
     table.add_column("path")
     table.add_column("records/s", justify="right")
-    accepted, indexed = system(args.records, args.post_batch, args.clients, args.database_url)
+    accepted, indexed = system(args.records, args.post_batch, args.clients, args.database_url, args.api_workers)
     table.add_row("POST /v1/records → accepted (202)", f"{accepted:,.0f}")
     table.add_row("POST /v1/records → confirmed and indexed", f"{indexed:,.0f}")
     table.add_row("node ceiling: raw batch(100) transactions", f"{ceiling(args.records):,.0f}")

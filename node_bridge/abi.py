@@ -1,8 +1,9 @@
 """A lean ABI encoder for the calls the write path builds thousands of times a second.
 
 ``eth_abi.encode`` costs ~0.25 ms for one signed record (it resolves encoders per call); this one handles what our
-contract functions take (integers, bool, address, ``bytesN``, ``string``, ``bytes`` and tuples of those) in a
-tenth of that. :func:`encode` has eth_abi's signature and output; a test compares the two on random input.
+contract functions take (integers, bool, address, ``bytesN``, ``string``, ``bytes``, tuples and dynamic arrays of
+those) in a tenth of that. :func:`encode` has eth_abi's signature and output; a test compares the two on random
+input.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def encoder(abi_type: str) -> Encoder:
     """The encoder of one type (cached per type string)."""
     if abi_type.startswith("("):
         return _tuple_encoder(tuple(split_tuple(abi_type)))
+    if abi_type.endswith("[]"):
+        return _array_encoder(abi_type[:-2])
     if abi_type.startswith("uint"):
         return lambda value: int(value).to_bytes(_WORD, "big")
     if abi_type.startswith("int"):
@@ -90,6 +93,15 @@ def _tuple_encoder(types: tuple[str, ...]) -> Encoder:
         return b"".join(heads) + b"".join(tails)
 
     return encode_tuple
+
+
+def _array_encoder(element: str) -> Encoder:
+    """``T[]``: the length, then the elements encoded as a tuple of that many ``T``."""
+
+    def encode_array(values: Sequence[Any]) -> bytes:
+        return len(values).to_bytes(_WORD, "big") + _tuple_encoder((element,) * len(values))(values)
+
+    return encode_array
 
 
 def encode(types: Sequence[str], values: Sequence[Any]) -> bytes:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import Web3RPCError
@@ -29,6 +28,7 @@ from web3.types import RPCEndpoint
 
 from credtrace.errors import ChainUnavailable
 from credtrace.settings import Settings
+from node_bridge import abi
 from node_bridge.chain import connect
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ BATCH_CALL_FAILED = "0x" + keccak(text="BatchCallFailed(uint256,bytes)").hex()
 
 def encode_batch(calls: list[bytes]) -> bytes:
     """Calldata of ``batch(bytes[] calls)`` (``contracts/utils/BatchCall.sol``), each call a full encoded call."""
-    return BATCH_SELECTOR + abi_encode(["bytes[]"], [calls])
+    return BATCH_SELECTOR + abi.encode(["bytes[]"], [calls])
 
 
 def render_error(name: str, args: tuple[Any, ...]) -> str:

@@ -25,8 +25,8 @@ records = st.tuples(
 @given(records, records, st.binary(max_size=100), st.booleans(), st.integers(-(2**255), 2**255 - 1))
 def test_abi_encode_matches_eth_abi(first: tuple, second: tuple, raw: bytes, flag: bool, signed: int) -> None:
     receipt = (first[1], first[2], first[6], first[5] % 2**16, first[7], first[12])  # a static tuple, inline
-    types = [RECORD, ENFORCEMENT, "bytes", "bool", RECORD, "int256", "address"]
-    values = [first, receipt, raw, flag, second, signed, "0x" + "ab" * 20]
+    types = [RECORD, ENFORCEMENT, "bytes", "bool", RECORD, "int256", "address", "bytes[]", "uint256[]"]
+    values = [first, receipt, raw, flag, second, signed, "0x" + "ab" * 20, [raw, b"", raw * 2], [1, 2**255]]
     assert abi.encode(types, values) == reference_encode(types, values)
 
 
