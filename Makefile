@@ -5,13 +5,19 @@ BIN := $(VENV)/bin
 SOLC_VERSION := 0.8.28
 export SOLCX_BINARY_PATH := $(CURDIR)/build/solcx
 
-.PHONY: run test deps lint compile clean
+.PHONY: run test deps lint compile clean chromium
 
 run: deps
 	$(BIN)/credtrace up
 
-test: deps lint
+test: deps lint chromium
 	$(BIN)/pytest
+
+# The scan page test renders in headless Debian chromium: installed with apt-get only when it is missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 deps: $(VENV)/.installed node_modules/.installed build/solcx/solc-v$(SOLC_VERSION)
 

@@ -13,7 +13,9 @@ from api.ratelimit import PublicRateLimiter
 from api.routes import feed as feed_routes  # feed and webhooks: api/routes/feed.py
 from api.routes import health, members, metrics, persons, records, writes
 from api.routes import public as public_routes  # status: api/routes/public.py
+from api.routes import scan as scan_routes  # consumer scan: api/routes/scan.py, api/scan.py
 from api.routes import status as status_routes  # status: api/routes/status.py
+from api.routes import trace as trace_routes  # traceability, producers and actors: api/routes/trace.py
 from api.routes import webhooks as webhook_routes  # feed and webhooks: api/routes/webhooks.py
 from api.status import install as install_status  # status: catalogue and in-memory status cache
 from credtrace import __version__
@@ -44,4 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (feed_routes, webhook_routes):  # feed and webhooks
         app.include_router(module.router)
+    app.include_router(trace_routes.router)  # traceability writes and proofs (before the scan's /v1/trace/{path})
+    scan_routes.install(app)  # consumer scan: GET /v1/trace/01/…, GET /t/01/… (after the status cache)
     return app

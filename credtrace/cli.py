@@ -72,6 +72,9 @@ def up(api: Annotated[bool, typer.Option(help="Serve the API after bringing the 
     console.print(f"relayer and indexer running (logs in {settings.data_path / 'logs'})")
     base = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"API: {base}  (OpenAPI at {base}/docs, health at {base}/healthz); Ctrl-C stops")
+    trace = json.loads(demo_file.read_text()).get("trace") if demo_file.exists() else None
+    if trace:  # traceability: the scan page of a delivered demo bottle
+        console.print(f"scan a trace code: {base}{trace['scan']}", soft_wrap=True)  # one line, to copy
     try:
         uvicorn.run(app_, host=settings.api_host, port=settings.api_port, log_level="info")
     finally:

@@ -98,6 +98,9 @@ def seed(settings: Settings, w3: Web3, deployment: Deployment, sender: Sender) -
     from credtrace.demo_records import seed_records
 
     summary["records"] = seed_records(settings, w3, deployment, sender)
+    from credtrace.demo_trace import seed_trace  # traceability: product, lot, codes, a custody chain
+
+    summary["trace"] = seed_trace(settings, w3, deployment)
     _marker(settings).write_text(json.dumps(summary, indent=2))
     demo_api_keys(settings)
     return admitted

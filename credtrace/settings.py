@@ -82,6 +82,34 @@ class Settings(BaseSettings):
     webhook_max_failures: int = Field(20, ge=1, description="Failed attempts in a row that disable a webhook.")
     webhook_retention_days: float = Field(7, gt=0, description="Days a delivered webhook delivery is kept.")
     webhook_max_per_member: int = Field(20, ge=1, description="Webhook subscriptions one member may hold.")
+    # scan
+    scan_max_count: int = Field(20, ge=1, description="Scans of one code beyond which the consumer scan is suspicious.")
+    scan_max_speed_kmh: float = Field(
+        900, gt=0, description="Fastest plausible travel between two scans of one code (a plane); faster: copied."
+    )
+    scan_travel_min_km: float = Field(
+        50, ge=0, description="Scan places closer than this are never 'impossible travel' (coarse geo is ~10 km)."
+    )
+    scan_sold_grace_seconds: int = Field(
+        30 * 86400, ge=0, description="How long after its sale or delivery a code still scans genuine (the buyer)."
+    )
+    scan_cache_seconds: float = Field(5.0, ge=0, description="How long scan answers reuse member and product names.")
+    scan_story_seconds: float = Field(
+        0.2, ge=0, description="How often a scan process looks for new trace events to forget cached code stories."
+    )
+    scan_flush_seconds: float = Field(0.2, gt=0, description="Scans are written in one transaction this often.")
+    scan_member_codes: list[str] = Field(
+        default_factory=list, description="USCCs of members not in the config files, to check their blacklist status."
+    )
+    # traceability
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="Public address of the API; QR codes encode {public_base_url}/t{path}."
+    )
+    anchor_interval: float = Field(2.0, gt=0, description="Seconds between anchor batches of trace events, at most.")
+    anchor_max_batch: int = Field(50_000, ge=1, description="Trace events that close a batch at once when waiting.")
+    anchor_key: str = Field("market-regulation", description="Keystore name of the REGULATOR key that signs anchors.")
+    anchor_password: SecretStr = Field(SecretStr("demo"), description="Password of the anchor keystore.")
+    trace_clock_skew: int = Field(300, ge=0, description="Seconds a signed trace event's time may be in the future.")
 
     @property
     def data_path(self) -> Path:

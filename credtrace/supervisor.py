@@ -1,9 +1,9 @@
-"""Keeps the relayer, the indexer and the webhook dispatcher running as child processes of ``credtrace up``.
+"""Keeps the relayer, the indexer, the webhook dispatcher and the trace anchorer running under ``credtrace up``.
 
 Each runs as ``python -m <module>`` (:data:`MODULES`: ``node_bridge.<name>`` unless listed) with the same
 ``CREDTRACE_*`` environment; one that exits (a crash, a kill -9) is started again after a short, growing pause.
 All are safe to restart at any time: the relayer resumes from the outbox, the indexer from its checkpoint, the
-webhook dispatcher from each subscription's cursor and pending delivery.
+webhook dispatcher from each subscription's cursor and pending delivery, the anchorer from the unbatched events.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 log = logging.getLogger("credtrace.supervisor")
 
-SERVICES = ("relayer", "indexer", "webhooks")
+SERVICES = ("relayer", "indexer", "webhooks", "anchorer")
 MODULES = {"webhooks": "credtrace.webhooks"}
 """Services whose module is not ``node_bridge.<name>``."""
 

@@ -11,9 +11,10 @@ Each :meth:`Indexer.step` indexes what is new up to ``head - confirmations``, ra
    dropped and read again;
 4. one SQL transaction: ``chain_event`` rows (upsert on the natural key ``(chain_id, tx_hash, log_index)``), the
    projections of the events new to the index (:mod:`node_bridge.projections` for the Consortium,
-   :mod:`node_bridge.credit_index` for the CreditRegistry), ``indexed_block`` rows, and the
-   checkpoint. Non-event blocks older than the window are pruned: ``indexed_block`` keeps every block with events
-   plus the last ``reorg_window + 1`` blocks below the checkpoint, whether indexed live or rebuilt.
+   :mod:`node_bridge.credit_index` for the CreditRegistry, :mod:`node_bridge.trace_index` for the TraceRegistry),
+   ``indexed_block`` rows, and the checkpoint. Non-event blocks older than the window are pruned: ``indexed_block``
+   keeps every block with events plus the last ``reorg_window + 1`` blocks below the checkpoint, whether indexed
+   live or rebuilt.
 
 Before indexing, the checkpoint block's stored hash is compared with the node's. On a mismatch the indexer walks
 down the stored blocks of the window, comparing hashes with the node's, to the highest that still matches (the
@@ -43,7 +44,7 @@ from web3 import Web3
 
 from credtrace.errors import ChainUnavailable, CredtraceError
 from credtrace.settings import Settings
-from node_bridge import credit_index, projections
+from node_bridge import credit_index, projections, trace_index
 from node_bridge.compiler import artifact
 from node_bridge.deploy import Deployment
 from node_bridge.events import DecodedEvent, EventDecoder
@@ -250,7 +251,9 @@ class Indexer:
         rows = [(chain_id, *e[:7], to_json(e.args)) for e in new]  # DecodedEvent follows chain_event's columns
         projections.upsert_values(connection, EVENTS, rows, update=False)
         projections.project(connection, new)
-        credit_index.project(connection, new, {b.number: b.timestamp for b in blocks})
+        block_times = {b.number: b.timestamp for b in blocks}
+        credit_index.project(connection, new, block_times)
+        trace_index.project(connection, new, block_times)
         projections.upsert(connection, BLOCKS, [b.row(self.chain_id) for b in blocks])
         self._prune(connection, start, end)
         last = max(blocks, key=lambda b: b.number)
@@ -331,6 +334,7 @@ class Indexer:
             connection.execute(delete(BLOCKS).where(BLOCKS.c.chain_id == self.chain_id, BLOCKS.c.number > above))
             projections.recompute(connection, self.chain_id, projections.touched((r.name, r.args) for r in removed))
             credit_index.rollback(connection, above)
+            trace_index.rollback(connection, above)
             connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.chain_id == self.chain_id))
             if ancestor is not None:
                 checkpoint = {

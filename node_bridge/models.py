@@ -268,3 +268,46 @@ INDEX_TABLES: tuple[type[SQLModel], ...] = (
     EnforcementRow,
 )
 """Tables the indexer owns; dropped and refilled by a rebuild, compared by ``credtrace index check``."""
+
+
+# chain side (TraceRegistry)
+
+
+class TraceChainCodeBatch(SQLModel, table=True):
+    """A code batch the chain accepted (``CodesCommitted``): the producer's signed root over its codes' ids."""
+
+    __tablename__ = "trace_chain_code_batch"
+
+    id: str = Field(primary_key=True, max_length=66, description="EIP-712 digest of the signed CodeBatch")
+    producer: str = Field(max_length=66, index=True, description="member id of the PRODUCER")
+    gtin: str = Field(description="as signed (the API only accepts GTIN-14)")
+    lot: str
+    count: int = Field(sa_type=BigInteger)
+    root: str = Field(max_length=66, description="RFC 6962 root over the code ids, in leaf order")
+    signer: str = Field(max_length=42)
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_time: int = Field(sa_type=BigInteger)
+    tx_hash: str = Field(max_length=66)
+    log_index: int
+
+
+class TraceChainAnchor(SQLModel, table=True):
+    """A batch root the chain anchored (``BatchAnchored``), chained to the one before it by ``previous_root``."""
+
+    __tablename__ = "trace_chain_anchor"
+
+    index: int = Field(primary_key=True, sa_type=BigInteger, description="position in the chain of anchors, from 0")
+    root: str = Field(max_length=66, index=True, description="RFC 6962 root over the batch's event digests")
+    size: int = Field(sa_type=BigInteger, description="events in the batch (tree size)")
+    previous_root: str = Field(max_length=66, description="zero (0x00…00) for the first anchor")
+    first_time: int = Field(sa_type=BigInteger)
+    last_time: int = Field(sa_type=BigInteger)
+    signer: str = Field(max_length=42)
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_hash: str = Field(max_length=66)
+    block_time: int = Field(sa_type=BigInteger)
+    tx_hash: str = Field(max_length=66)
+    log_index: int
+
+
+INDEX_TABLES = (*INDEX_TABLES, TraceChainCodeBatch, TraceChainAnchor)

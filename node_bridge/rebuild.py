@@ -30,6 +30,10 @@ LABELS = {
     "proposal": "proposal",
     "proposal_approval": "approval",
     "chain_parameter": "parameter",
+    "credit_record": "credit record",
+    "enforcement": "enforcement receipt",
+    "trace_chain_code_batch": "code batch",
+    "trace_chain_anchor": "anchored batch",
 }
 
 

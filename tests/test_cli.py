@@ -90,7 +90,7 @@ def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str], t
                 assert time.monotonic() < deadline, "the API did not come up"
                 time.sleep(0.5)
         assert response.status_code == 200
-        assert set(response.json()["chain"]["contracts"]) == {"Consortium", "CreditRegistry"}
+        assert set(response.json()["chain"]["contracts"]) == {"Consortium", "CreditRegistry", "TraceRegistry"}
         members_url = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}/v1/members"
         while httpx.get(members_url, timeout=5).json()["total"] < 9:  # the supervised indexer catches up
             assert time.monotonic() < deadline, "the indexer did not index the demo consortium"

@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import api.models  # noqa: F401  (registers the API's own tables: api_key, person)
 import credtrace.webhooks  # noqa: F401  (registers the webhook tables: webhook_subscription, webhook_delivery)
 import node_bridge.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from node_bridge import trace_models  # noqa: F401  (registers the traceability tables: trace_*)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -22,7 +22,7 @@ def test_healthz_reports_chain_head_and_contracts(anvil_settings: Settings, anvi
     assert body["chain"]["chain_id"] == 31337
     assert body["chain"]["head_block"] == anvil_w3.eth.block_number
     assert body["chain"]["contracts"] == {name: c.address for name, c in deployment.contracts.items()}
-    assert set(body["chain"]["contracts"]) == {"Consortium", "CreditRegistry"}
+    assert set(body["chain"]["contracts"]) == {"Consortium", "CreditRegistry", "TraceRegistry"}
 
 
 def test_healthz_answers_503_when_the_node_is_down(anvil_settings: Settings, anvil_node: AnvilNode) -> None:

@@ -96,3 +96,23 @@ def certifier_member(consortium: ConsortiumClient, regulators: list[LocalAccount
     keys = [Account.create()]
     consortium.admit(REGISTRY_CERTIFIER_USCC, "Cert Centre", Role.CERTIFIER, [k.address for k in keys], regulators[:2])
     return Member(REGISTRY_CERTIFIER_USCC, member_id(REGISTRY_CERTIFIER_USCC), keys)
+
+
+# chain side (TraceRegistry)
+
+REGISTRY_PRODUCER_USCC = "91370600000000019G"
+
+
+@pytest.fixture
+def trace_registry(sender: Sender, consortium: ConsortiumClient) -> Contract:
+    """A TraceRegistry trusting the consortium fixture's members and keys."""
+    contract, _ = sender.deploy(artifact("TraceRegistry"), consortium.contract.address)
+    return contract
+
+
+@pytest.fixture
+def producer_member(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
+    """An admitted PRODUCER member with two keys."""
+    keys = [Account.create(), Account.create()]
+    consortium.admit(REGISTRY_PRODUCER_USCC, "Orchard Co-op", Role.PRODUCER, [k.address for k in keys], regulators[:2])
+    return Member(REGISTRY_PRODUCER_USCC, member_id(REGISTRY_PRODUCER_USCC), keys)

@@ -1,0 +1,246 @@
+"""Trace checkpoint events from ``POST /v1/trace/events`` to anchored with a proof available; code issuance; gas.
+
+    SOLCX_BINARY_PATH=build/solcx .venv/bin/python -m bench.trace [--events 50000] [--post-batch 5000]
+        [--clients 2] [--codes 100000] [--database-url postgresql://postgres@127.0.0.1:5432/test (a scratch db there)]
+
+1. system: a fresh anvil node with the contracts and the demo (as ``make run`` starts it); the API under uvicorn
+   (one worker), the relayer, the indexer and the anchorer as their own processes (as ``credtrace up`` runs them).
+   The demo producer registers a product and a lot, issues N codes and signs the batch; N ``commission`` events
+   (one code each, signed beforehand by the producer's key) are POSTed in batches by a few clients; the clock runs
+   from the first POST until every event's batch root is indexed from the chain (its proof is then available; one
+   is fetched and checked). Beside it, in the same run: the same event digests hashed into RFC 6962 trees with plain
+   hashlib (no API, database or chain), and the gas of the anchor transactions per anchored event.
+2. issuance: ``POST /v1/trace/lots/{gtin}/{lot}/codes`` of ``--codes`` codes (serials, ids, root, rows stored),
+   beside plain hashlib over the same data (keccak of each path, then the RFC 6962 tree with hashlib's SHA-256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, func, select
+
+from bench.records import _wait_up
+from bench.relayer import Chain, free_port, fresh_chain
+from credtrace.demo import DEMO_PASSWORD, demo_api_keys, demo_members
+from credtrace.keys import load_key
+from node_bridge import trace
+from node_bridge.consortium import member_id
+from node_bridge.eip712 import keccak
+from node_bridge.models import TraceChainAnchor
+from node_bridge.store import scratch_postgres
+from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
+from node_bridge.trace_models import TraceEventRow
+
+console = Console()
+PRODUCER = "yantai-orchard"
+
+
+def plain_tree_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 root with plain hashlib, level by level (the baseline)."""
+    sha = hashlib.sha256
+    level = [sha(b"\x00" + d).digest() for d in leaves]
+    while len(level) > 1:
+        paired = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def _processes(env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "api": [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", env["CREDTRACE_API_PORT"],
+                "--log-level", "warning"],
+        "relayer": [sys.executable, "-m", "node_bridge.relayer"],
+        "indexer": [sys.executable, "-m", "node_bridge.indexer"],
+        "anchorer": [sys.executable, "-m", "node_bridge.anchorer"],
+    }  # fmt: skip
+    started = []
+    for name, command in commands.items():
+        with (logs / f"{name}.log").open("ab") as out:
+            started.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
+    return started
+
+
+def _producer(chain: Chain) -> tuple[str, str]:
+    member = next(m for m in demo_members() if m.key == PRODUCER)
+    return member.name, "0x" + member_id(member.uscc).hex()
+
+
+def _gtin() -> str:
+    body = f"690{int(time.time()) % 10**9:09d}"
+    return body + trace.gtin_check_digit(body)
+
+
+def run(events: int, post_batch: int, clients: int, codes: int, database_url: str | None) -> dict[str, Any]:
+    with fresh_chain(200) as chain:
+        settings = chain.settings
+        env = {
+            **os.environ,
+            "CREDTRACE_DATA_DIR": str(settings.data_path),
+            "CREDTRACE_ANVIL_PORT": str(settings.anvil_port),
+            "CREDTRACE_API_PORT": str(free_port()),
+            "CREDTRACE_PUBLIC_RATE_LIMIT": "1000000/minute",
+        }
+        if database_url:
+            env["CREDTRACE_DATABASE_URL"] = database_url
+        name, producer = _producer(chain)
+        api_key = demo_api_keys(settings.model_copy(update={"database_url": database_url}))[name]
+        account = load_key(settings.keys_dir, PRODUCER, DEMO_PASSWORD)
+        domain = TraceDomain(chain.deployment.chain_id, chain.deployment.contracts[trace.CONTRACT].address)
+        processes = _processes(env, settings.data_path / "logs")
+        base = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}"
+        engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://") if database_url
+                               else settings.database)  # fmt: skip
+        out: dict[str, Any] = {}
+        try:
+            _wait_up(base)
+            headers = {"Authorization": f"Bearer {api_key}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=300) as c:
+                gtin = _gtin()
+                assert c.post("/v1/trace/products", json={"gtin": gtin, "name": "bench"}).status_code == 201
+                for lot in ("E", "BIG"):
+                    assert c.post("/v1/trace/lots", json={"gtin": gtin, "lot": lot}).status_code == 201
+                # issuance of a big lot, beside plain hashlib over the same data
+                start = time.perf_counter()
+                big = c.post(f"/v1/trace/lots/{gtin}/BIG/codes", json={"count": codes})
+                out["issue_s"] = time.perf_counter() - start
+                assert big.status_code == 201, big.text
+                paths = _paths(c, big.json()["id"], codes)
+                start = time.perf_counter()
+                plain = plain_tree_root([keccak(p.encode()) for p in paths])
+                out["issue_plain_s"] = time.perf_counter() - start
+                assert "0x" + plain.hex() == big.json()["root"]
+                # the codes the events commission
+                batch = c.post(f"/v1/trace/lots/{gtin}/E/codes", json={"count": events}).json()
+                signature = domain.sign(account, "CodeBatch", _values(batch["typed_data"]["message"]))
+                assert c.post(batch["signature_url"], json={"signature": "0x" + signature.hex()}).status_code == 202
+                event_codes = _paths(c, batch["id"], events)
+            with console.status(f"signing {events} events"):
+                now = int(time.time())
+                bodies = []
+                for n, path in enumerate(event_codes):
+                    message = {"actor": bytes.fromhex(producer[2:]), "step": int(Step.COMMISSION),
+                               "codes": [trace.code_id(path)], "parent": ZERO32, "time": now, "location": "site-1",
+                               "geo": "", "disposition": int(Disposition.ACTIVE), "corrects": ZERO32,
+                               "nonce": n + 1}  # fmt: skip
+                    signed = domain.sign(account, "TraceEvent", message)
+                    bodies.append({"message": _json(message), "signature": "0x" + signed.hex()})
+            ids: list[str] = []
+            chunks = [bodies[i : i + post_batch] for i in range(0, events, post_batch)]
+            errors: list[str] = []
+
+            def post(mine: list[list[dict[str, Any]]]) -> None:
+                with httpx.Client(base_url=base, headers=headers, timeout=300) as c:
+                    for chunk in mine:
+                        response = c.post("/v1/trace/events", json={"events": chunk})
+                        if response.status_code != 202:
+                            errors.append(response.text[:300])
+                        else:
+                            ids.extend(a["id"] for a in response.json()["accepted"])
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=post, args=(chunks[i::clients],)) for i in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            out["accepted_per_s"] = events / (time.perf_counter() - start)
+            if errors:
+                raise RuntimeError(f"{len(errors)} batches refused, e.g. {errors[0]}")
+            deadline = start + 900
+            events_table, anchors = TraceEventRow.__table__, TraceChainAnchor.__table__  # type: ignore[attr-defined]
+            proved = select(func.count()).select_from(
+                events_table.join(anchors, anchors.c["index"] == events_table.c.batch)
+            )
+            while True:
+                with engine.connect() as connection:
+                    done = connection.execute(proved).scalar_one()
+                if done >= events:
+                    break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"only {done} of {events} events anchored after 900 s")
+                time.sleep(0.02)
+            out["proved_per_s"] = events / (time.perf_counter() - start)
+            proof = httpx.get(f"{base}/v1/trace/events/{ids[-1]}/proof", timeout=30)
+            assert proof.status_code == 200, proof.text
+            # baseline: the same digests into trees with plain hashlib
+            leaves = [bytes.fromhex(i[2:]) for i in ids]
+            start = time.perf_counter()
+            plain_tree_root(leaves)
+            out["plain_per_s"] = events / (time.perf_counter() - start)
+            with engine.connect() as connection:
+                rows = connection.execute(select(anchors.c.tx_hash, anchors.c.size)).all()
+            gas = sum(chain.w3.eth.get_transaction_receipt(tx)["gasUsed"] for tx in {r[0] for r in rows})
+            out["gas_per_event"] = gas / sum(r[1] for r in rows)
+            out["anchors"] = len(rows)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+            engine.dispose()
+        return out
+
+
+def _paths(c: httpx.Client, batch_id: str, count: int) -> list[str]:
+    paths: list[str] = []
+    while len(paths) < count:
+        page = c.get(f"/v1/trace/code-batches/{batch_id}/codes", params={"limit": 10_000, "offset": len(paths)})
+        paths += page.json()["paths"]
+    return paths
+
+
+def _values(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: bytes.fromhex(v[2:]) if isinstance(v, str) and v.startswith("0x") else v for k, v in message.items()}
+
+
+def _json(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: "0x" + v.hex() if isinstance(v, bytes) else ["0x" + c.hex() for c in v] if isinstance(v, list) else v
+        for k, v in message.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--post-batch", type=int, default=5_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--codes", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    if args.database_url:  # a scratch database on that server, dropped afterwards
+        with scratch_postgres(args.database_url, "credtrace_bench") as url:
+            out = run(args.events, args.post_batch, args.clients, args.codes, url)
+    else:
+        out = run(args.events, args.post_batch, args.clients, args.codes, None)
+    table = Table(title=f"{args.events} signed commission events, local anvil ({out['anchors']} anchors)")
+    table.add_column("path")
+    table.add_column("figure", justify="right")
+    table.add_row("POST /v1/trace/events → accepted (202), events/s", f"{out['accepted_per_s']:,.0f}")
+    table.add_row("POST /v1/trace/events → anchored, proof available, events/s", f"{out['proved_per_s']:,.0f}")
+    table.add_row(
+        "baseline: the same digests into an RFC 6962 tree, plain hashlib, events/s", f"{out['plain_per_s']:,.0f}"
+    )
+    table.add_row("gas per anchored event", f"{out['gas_per_event']:,.2f}")
+    table.add_row(f"issue a lot of {args.codes:,} codes with its root (POST), s", f"{out['issue_s']:.2f}")
+    table.add_row("baseline: keccak ids + RFC 6962 root, plain hashlib, s", f"{out['issue_plain_s']:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
