@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlmodel import Session
 
+from api.signers import Signers
 from credtrace import uscc
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from credtrace.persons import ensure_not_shredded
@@ -24,7 +25,7 @@ from node_bridge import credit
 from node_bridge.consortium import Role
 from node_bridge.credit import Kind, RecordState
 from node_bridge.eip712 import recover, to_bytes
-from node_bridge.models import CreditRecordRow, Member, MemberKey, OutboxEntry, SignedSubmission, utcnow
+from node_bridge.models import CreditRecordRow, OutboxEntry, SignedSubmission, utcnow
 from node_bridge.outbox import record_hex
 from node_bridge.projections import table_of
 
@@ -65,22 +66,6 @@ class _Checked:
     record: dict[str, Any] | None  # the record a closure closes
 
 
-class _Signers:
-    """Signer → (member id, roles) from the index, looked up once per batch."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.cache: dict[str, tuple[str, int] | None] = {}
-
-    def standing(self, signer: str) -> tuple[str, int] | None:
-        if signer not in self.cache:
-            key = self.session.get(MemberKey, signer)
-            member = self.session.get(Member, key.member_id) if key is not None and key.active else None
-            active = member is not None and member.status == "active"
-            self.cache[signer] = (member.id, member.roles) if member is not None and active else None
-        return self.cache[signer]
-
-
 def accept(
     session: Session,
     domain: credit.CreditDomain,
@@ -97,7 +82,7 @@ def accept(
         raise ValidationFailed(field_prefix or "body", "is empty")
     if len(items) > MAX_BATCH:
         raise ValidationFailed(field_prefix or "body", f"holds {len(items)} messages; at most {MAX_BATCH}")
-    signers = _Signers(session)
+    signers = Signers(session)
     order: list[bytes] = []
     first: dict[bytes, tuple[int, _Checked]] = {}
     for index, item in enumerate(items):
@@ -130,7 +115,7 @@ def _at(field_prefix: str | None, index: int, exc: ValidationFailed | Conflict) 
 
 
 def _check(
-    session: Session, domain: credit.CreditDomain, signers: _Signers, item: SignedMessage, strict: bool
+    session: Session, domain: credit.CreditDomain, signers: Signers, item: SignedMessage, strict: bool
 ) -> _Checked:
     primary = item.type
     if primary not in credit.EIP712_TYPES:

@@ -19,6 +19,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from api.schemas import ApprovalCreate, KeyRevocationCreate, ProposalCreate
+from api.signers import active_member_of
 from credtrace.errors import NotAuthorised, NotFound, ValidationFailed
 from node_bridge import outbox
 from node_bridge.consortium import (
@@ -71,16 +72,8 @@ def _signer(typed: dict[str, Any], signature: str) -> str:
         raise ValidationFailed("signature", f"is not a valid secp256k1 signature: {exc}") from exc
 
 
-def _active_member_of(session: Session, signer: str) -> Member | None:
-    key = session.get(MemberKey, signer)
-    if key is None or not key.active:
-        return None
-    member = session.get(Member, key.member_id)
-    return member if member is not None and member.status == ACTIVE else None
-
-
 def _regulator(session: Session, signer: str) -> Member:
-    member = _active_member_of(session, signer)
+    member = active_member_of(session, signer)
     if member is None or not member.roles & Role.REGULATOR:
         raise NotAuthorised(f"signature: signer {signer} is not an active key of an active regulator")
     return member

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -29,13 +29,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
+from api.signers import Signers, signer_standing
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import outbox, trace
 from node_bridge.consortium import Role
 from node_bridge.custody import CodeState, State, StepNotAllowed, transition
-from node_bridge.eip712 import keccak, recover, to_bytes
+from node_bridge.eip712 import keccak, recover, to_bytes, to_int
 from node_bridge.merkle import MerkleTree
-from node_bridge.models import Member, MemberKey, OutboxEntry, utcnow
+from node_bridge.models import OutboxEntry, utcnow
 from node_bridge.projections import table_of
 from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
 from node_bridge.trace_models import AnchorBatch, CodeBatch, Lot, Product, TraceCode, TraceEventCode, TraceEventRow
@@ -244,15 +245,6 @@ def own_batch(session: Session, producer: str, batch_id: str) -> tuple[CodeBatch
     return batch, lot
 
 
-def signer_standing(session: Session, signer: str) -> tuple[str, int] | None:
-    """(member id, roles) of an active key of an active member, from the index; else None."""
-    key = session.get(MemberKey, signer)
-    member = session.get(Member, key.member_id) if key is not None and key.active else None
-    if member is None or member.status != "active":
-        return None
-    return member.id, member.roles
-
-
 def sign_code_batch(session: Session, domain: TraceDomain, producer: str, batch_id: str, signature: str) -> CodeBatch:
     """Attach the producer's signature to a code batch and queue ``commitCodes`` (idempotent for the same one)."""
     batch, lot = own_batch(session, producer, batch_id)
@@ -346,20 +338,10 @@ def _enum(kind: type[Step] | type[Disposition], value: Any, field_name: str) -> 
         except KeyError:
             names = ", ".join(m.name.lower() for m in kind)
             raise ValidationFailed(field_name, f"{value!r} is not one of {names}") from None
-    number = _integer(value, field_name)
+    number = to_int(value, field_name)
     if number not in kind._value2member_map_:
         raise ValidationFailed(field_name, f"{number} is not a {kind.__name__.lower()} (0-{len(kind) - 1})")
     return number
-
-
-def _integer(value: Any, field_name: str) -> int:
-    if isinstance(value, bool):
-        raise ValidationFailed(field_name, "must be an integer, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise ValidationFailed(field_name, f"must be an integer or a string of digits, got {value!r}")
 
 
 def normalise_event(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -395,7 +377,7 @@ def normalise_event(message: Mapping[str, Any]) -> dict[str, Any]:
         elif name == "disposition":
             out[name] = _enum(Disposition, value, name)
         elif name in ("time", "nonce"):
-            out[name] = _integer(value, name)
+            out[name] = to_int(value, name)
             if not 0 <= out[name] < 2 ** (64 if name == "time" else 256):
                 raise ValidationFailed(name, "is out of range")
         else:
@@ -420,18 +402,7 @@ def _at(prefix: str | None, index: int, exc: Exception) -> Exception:
     return type(exc)(f"{where}.{exc}")
 
 
-@dataclass
-class _Signers:
-    session: Session
-    cache: dict[str, tuple[str, int] | None] = field(default_factory=dict)
-
-    def standing(self, signer: str) -> tuple[str, int] | None:
-        if signer not in self.cache:
-            self.cache[signer] = signer_standing(self.session, signer)
-        return self.cache[signer]
-
-
-def _check_one(domain: TraceDomain, signers: _Signers, index: int, item: SignedEvent, latest: int, skew: int) -> _Event:
+def _check_one(domain: TraceDomain, signers: Signers, index: int, item: SignedEvent, latest: int, skew: int) -> _Event:
     message = normalise_event(item.message)
     signature = to_bytes(item.signature, "signature")
     digest = domain.digest("TraceEvent", message)
@@ -522,7 +493,7 @@ def accept_events(
     if len(items) > MAX_EVENTS:
         raise ValidationFailed(name, f"holds {len(items)} events; at most {MAX_EVENTS}")
     latest = (int(time.time()) if now is None else now) + clock_skew
-    signers = _Signers(session)
+    signers = Signers(session)
     checked: list[_Event] = []
     first: dict[str, _Event] = {}
     for index, item in enumerate(items):

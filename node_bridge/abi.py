@@ -8,9 +8,11 @@ input.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
+
+from eth_utils.crypto import keccak
 
 _WORD = 32
 Encoder = Callable[[Any], bytes]
@@ -107,3 +109,27 @@ def _array_encoder(element: str) -> Encoder:
 def encode(types: Sequence[str], values: Sequence[Any]) -> bytes:
     """``eth_abi.encode(types, values)`` for the types this module handles."""
     return encoder("(" + ",".join(types) + ")")(values)
+
+
+def _canonical(item: Mapping[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(_canonical(c) for c in item["components"]) + ")" + item["type"][5:]
+    return str(item["type"])
+
+
+@cache
+def function(contract: str, name: str) -> tuple[bytes, tuple[str, ...]]:
+    """(selector, argument types) of function ``name`` of compiled contract ``contract``, from its ABI."""
+    from node_bridge.compiler import artifact
+
+    for item in artifact(contract).abi:
+        if item.get("type") == "function" and item["name"] == name:
+            types = tuple(_canonical(i) for i in item["inputs"])
+            return keccak(f"{name}({','.join(types)})".encode())[:4], types
+    raise KeyError(f"{contract} has no function {name}")
+
+
+def call(contract: str, name: str, args: Sequence[Any]) -> bytes:
+    """The calldata of ``contract.name(*args)``."""
+    selector, types = function(contract, name)
+    return selector + encode(types, args)

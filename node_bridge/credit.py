@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -22,9 +21,8 @@ from eth_utils.crypto import keccak
 from credtrace import uscc
 from credtrace.errors import ValidationFailed
 from node_bridge import abi
-from node_bridge.compiler import artifact
 from node_bridge.consortium import Role
-from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes
+from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes, to_int
 
 DOMAIN_NAME = "credtrace CreditRegistry"
 DOMAIN_VERSION = "1"
@@ -193,7 +191,7 @@ def normalise(primary_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValidationFailed(name, f"must be 32 bytes, got {len(raw)}")
             out[name] = raw
         elif abi_type.startswith("uint"):
-            out[name] = _integer(name, value)
+            out[name] = to_int(value, name)
         else:
             if not isinstance(value, str):
                 raise ValidationFailed(name, f"must be text, got {type(value).__name__}")
@@ -201,16 +199,6 @@ def normalise(primary_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValidationFailed(name, f"is {len(value)} characters; at most {MAX_TEXT}")
             out[name] = value
     return out
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValidationFailed(name, "must be an integer, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise ValidationFailed(name, f"must be an integer or a string of digits, got {value!r}")
 
 
 def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,22 +271,6 @@ class CreditDomain(Domain):
 # calldata
 
 
-@cache
-def _function(name: str) -> tuple[bytes, list[str]]:
-    """(selector, argument types) of a CreditRegistry function, from its ABI."""
-    for item in artifact(CONTRACT).abi:
-        if item.get("type") == "function" and item["name"] == name:
-            types = [_abi_type(i) for i in item["inputs"]]
-            return keccak(f"{name}({','.join(types)})".encode())[:4], types
-    raise KeyError(name)
-
-
-def _abi_type(item: Mapping[str, Any]) -> str:
-    if item["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
-    return str(item["type"])
-
-
 def as_tuple(primary_type: str, message: Mapping[str, Any]) -> tuple[Any, ...]:
     """A message as the contract's struct, in field order."""
     return tuple(message[f["name"]] for f in EIP712_TYPES[primary_type])
@@ -308,14 +280,12 @@ def calldata(
     primary_type: str, message: Mapping[str, Any], signature: bytes, record: Mapping[str, Any] | None = None
 ) -> bytes:
     """The call that submits a signed message; a revocation or repair also carries the record it closes."""
-    function = FUNCTIONS[primary_type]
-    selector, types = _function(function)
     args: list[Any] = [as_tuple(primary_type, message), bytes(signature)]
     if primary_type in ("Revocation", "Repair"):
         if record is None:
             raise ValidationFailed("record", f"a {primary_type} must carry the record it closes")
         args.insert(0, as_tuple("CreditRecord", record))
-    return selector + abi.encode(types, args)
+    return abi.call(CONTRACT, FUNCTIONS[primary_type], args)
 
 
 def record_from_event(values: list[Any]) -> dict[str, Any]:

@@ -50,6 +50,17 @@ def to_bytes(value: Any, field: str) -> bytes:
     raise ValidationFailed(field, f"must be 0x-hex bytes, got {type(value).__name__}")
 
 
+def to_int(value: Any, field: str) -> int:
+    """An integer from an int or a string of decimal digits (what JSON carries for uint256); not a boolean."""
+    if isinstance(value, bool):
+        raise ValidationFailed(field, "must be an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ValidationFailed(field, f"must be an integer or a string of digits, got {value!r}")
+
+
 def _encoder(abi_type: str, field: str) -> Callable[[Any], bytes]:
     """The 32-byte EIP-712 encoding of one field: an atomic type, or a dynamic array of one (``bytes32[]``)."""
     if abi_type.endswith("[]"):

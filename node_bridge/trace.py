@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from credtrace.errors import ValidationFailed
+from node_bridge import abi
 from node_bridge.consortium import Role
 from node_bridge.eip712 import Domain, TypeFields, keccak
 
@@ -200,31 +201,10 @@ def check_event(message: Mapping[str, Any]) -> None:
         raise ValidationFailed("geo", "must be empty or coarse 'lat,lon' with at most 2 decimals")
 
 
-# chain side (TraceRegistry)
-
-from functools import cache as _cache  # noqa: E402  (appended section: the module above is another owner's)
-
-from node_bridge import abi as _abi  # noqa: E402
-from node_bridge.compiler import artifact as _artifact  # noqa: E402
+# on chain (TraceRegistry)
 
 FUNCTIONS = {"CodeBatch": "commitCodes", "Anchor": "anchor"}
 """The TraceRegistry function that takes each signed type (``TraceEvent`` never goes on chain)."""
-
-
-@_cache
-def _function(name: str) -> tuple[bytes, list[str]]:
-    """(selector, argument types) of a TraceRegistry function, from its ABI."""
-    for item in _artifact(CONTRACT).abi:
-        if item.get("type") == "function" and item["name"] == name:
-            types = [_abi_type(i) for i in item["inputs"]]
-            return keccak(f"{name}({','.join(types)})".encode())[:4], types
-    raise KeyError(name)
-
-
-def _abi_type(item: Mapping[str, Any]) -> str:
-    if item["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
-    return str(item["type"])
 
 
 def as_tuple(primary_type: str, message: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -241,5 +221,4 @@ def calldata(primary_type: str, message: Mapping[str, Any], signature: bytes) ->
     """
     if primary_type not in FUNCTIONS:
         raise ValidationFailed("type", f"{primary_type!r} does not go on chain (one of {', '.join(FUNCTIONS)})")
-    selector, types = _function(FUNCTIONS[primary_type])
-    return selector + _abi.encode(types, [as_tuple(primary_type, message), bytes(signature)])
+    return abi.call(CONTRACT, FUNCTIONS[primary_type], [as_tuple(primary_type, message), bytes(signature)])
