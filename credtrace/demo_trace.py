@@ -4,7 +4,7 @@ On the first start, after the demo members and records: the index is brought up 
 members and keys from it), then Yantai Orchard registers the product and its case, a lot, issues the codes and signs
 their batch (queued for the chain's TraceRegistry), and a few bottles are packed into a case that goes through the
 custody chain of ``steps``, each event signed by its actor's own demo key and accepted by
-:func:`api.trace_writes.accept_events`, exactly as ``POST /v1/trace/events`` accepts them. The anchorer (started by
+:func:`api.trace.accept_events`, exactly as ``POST /v1/trace/events`` accepts them. The anchorer (started by
 ``credtrace up``) then batches the events and anchors their Merkle root. Idempotent: nothing is done when the
 product is registered already. Returns what it made, kept in ``demo.json`` (``trace``) for ``credtrace up`` to
 print the scan page of a delivered bottle.
@@ -63,7 +63,7 @@ def trace_demo() -> TraceDemo | None:
 
 def seed_trace(settings: Settings, w3: Web3, deployment: Deployment) -> dict[str, Any] | None:
     """Seed the demo's product, lot, codes and custody chain (see the module docstring); None if not configured."""
-    from api import trace_writes as tw
+    from api import trace as tw
     from node_bridge.indexer import Indexer
     from node_bridge.store import open_store, session_scope
 

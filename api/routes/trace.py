@@ -19,7 +19,7 @@ import segno
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from api import trace_writes
+from api import trace as trace_writes
 from api.auth import Caller, require_roles
 from api.deps import ChainDep, SessionDep, SettingsDep
 from api.ratelimit import public_rate_limit

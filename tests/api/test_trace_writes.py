@@ -20,9 +20,9 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine, insert
 from sqlmodel import Session, select
 
-from api import trace_writes
+from api import trace as trace_writes
 from api.ratelimit import PublicRateLimiter
-from api.trace_writes import new_serials
+from api.trace import new_serials
 from credtrace.demo import DEMO_PASSWORD
 from credtrace.errors import Conflict
 from credtrace.keys import load_key

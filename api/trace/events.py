@@ -1,59 +1,39 @@
-"""Traceability writes (C5): products, lots, code issuance, signed code batches and signed checkpoint events.
+"""Signed checkpoint events: normalising a TraceEvent, checking its signer, standing and role, the custody state
+machine over the codes it names, storing it, and reading events back.
 
-Like :mod:`api.credit_writes`, everything here runs in the caller's SQL transaction and raises on the first bad
-input, naming it (``events[3].codes[0]``); the route commits before it answers, so nothing of a rejected request is
-stored. A batch of events costs a fixed number of queries per table, not one per event: the codes, their packed
-contents, earlier events, nonces and corrected events are read in bulk (:data:`IN_CHUNK` keys a query), the custody
-state machine (:mod:`node_bridge.custody`) runs in memory, and the rows go in with executemany. Code updates are
+A batch of events costs a fixed number of queries per table, not one per event: the codes, their packed contents,
+earlier events, nonces and corrected events are read in bulk (:data:`IN_CHUNK` keys a query), the custody state
+machine (:mod:`node_bridge.custody`) runs in memory, and the rows go in with executemany. Code updates are
 conditional on the last event the check saw, so two requests racing on one code cannot both move it.
-
-Events are not sent to the chain one by one: the anchorer (:mod:`node_bridge.anchorer`) batches them into Merkle
-trees whose roots it anchors; :func:`proof` answers an event's RFC 6962 inclusion proof once its root is indexed.
 """
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, and_, bindparam, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel
+from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlmodel import Session
 
-from api.signers import Signers, signer_standing
+from api.signers import Signers
+from api.trace.encoding import hex32, to_json
+from api.trace.products import MAX_TEXT
+from api.trace.proofs import chain_anchor
+from api.trace.sql import BATCHES, CODES, EVENT_CODES, EVENTS, LOTS, bulk_insert, db_time
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
-from node_bridge import outbox, trace
+from node_bridge import trace
 from node_bridge.consortium import Role
 from node_bridge.custody import CodeState, State, StepNotAllowed, transition
-from node_bridge.eip712 import keccak, recover, to_bytes, to_int
-from node_bridge.merkle import MerkleTree
-from node_bridge.models import OutboxEntry, utcnow
-from node_bridge.projections import table_of
+from node_bridge.eip712 import recover, to_bytes, to_int
+from node_bridge.models import utcnow
 from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
-from node_bridge.trace_models import AnchorBatch, CodeBatch, Lot, Product, TraceCode, TraceEventCode, TraceEventRow
+from node_bridge.trace_models import TraceEventRow
 
-CODES = table_of(TraceCode)
-BATCHES = table_of(CodeBatch)
-EVENTS = table_of(TraceEventRow)
-EVENT_CODES = table_of(TraceEventCode)
-LOTS = table_of(Lot)
-ANCHORS = table_of(AnchorBatch)
-OUTBOX = table_of(OutboxEntry)
-MAX_CODES = 100_000
 MAX_EVENTS = 5_000
-MAX_TEXT = 200
 IN_CHUNK = 500
-COPY_FROM = 2000
-"""Rows from which a PostgreSQL bulk insert goes through COPY (several times executemany's speed)."""
 MAX_DEPTH = 4
 """Levels of packing an event on a pallet reaches (pallet → case → item ...)."""
 PROPAGATING = frozenset({Step.SHIP, Step.RECEIVE, Step.SELL, Step.DELIVER, Step.RETURN, Step.RECALL, Step.DESTROY})
@@ -62,231 +42,9 @@ EVENT_FIELDS = {f["name"]: f["type"] for f in trace.EIP712_TYPES["TraceEvent"]}
 OPTIONAL_EVENT_FIELDS = {"parent": ZERO32, "geo": "", "corrects": ZERO32}
 
 
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
 def _in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-# products and lots
-
-
-def register_product(session: Session, producer: str, gtin: str, name: str, description: str = "") -> Product:
-    """A new product of ``producer`` (a member id); 409 if the GTIN is registered already."""
-    gtin14 = trace.normalise_gtin(gtin)
-    if not name.strip():
-        raise ValidationFailed("name", "must name the product")
-    if len(name) > MAX_TEXT:
-        raise ValidationFailed("name", f"is {len(name)} characters; at most {MAX_TEXT}")
-    existing = session.get(Product, gtin14)
-    if existing is not None:
-        owner = "you" if existing.producer == producer else existing.producer
-        raise Conflict("gtin", "ProductExists", f"GTIN {gtin14} is registered already (by {owner})")
-    product = Product(gtin=gtin14, producer=producer, name=name.strip(), description=description)
-    session.add(product)
-    session.flush()
-    return product
-
-
-def own_product(session: Session, producer: str, gtin: str, field_name: str = "gtin") -> Product:
-    """The product ``gtin`` of ``producer``; 404 if unknown, 403 if another producer's."""
-    gtin14 = trace.normalise_gtin(gtin, field_name)
-    product = session.get(Product, gtin14)
-    if product is None:
-        raise NotFound(f"{field_name}: no product {gtin14} is registered (POST /v1/trace/products)")
-    if product.producer != producer:
-        raise NotAuthorised(f"{field_name}: product {gtin14} belongs to producer {product.producer}, not you")
-    return product
-
-
-def _date(value: str | None, field_name: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        time.strptime(value, "%Y-%m-%d")
-    except (TypeError, ValueError):
-        raise ValidationFailed(field_name, "must be an ISO date YYYY-MM-DD") from None
-    return value
-
-
-def register_lot(
-    session: Session, producer: str, gtin: str, lot: str, produced_on: str | None = None, best_before: str | None = None
-) -> Lot:
-    """A new lot of one of ``producer``'s products; 409 if it exists."""
-    product = own_product(session, producer, gtin)
-    lot = trace.check_lot(lot)
-    lot_id = f"{product.gtin}/{lot}"
-    if session.get(Lot, lot_id) is not None:
-        raise Conflict("lot", "LotExists", f"lot {lot} of {product.gtin} is registered already")
-    row = Lot(
-        id=lot_id,
-        gtin=product.gtin,
-        lot=lot,
-        producer=producer,
-        produced_on=_date(produced_on, "produced_on"),
-        best_before=_date(best_before, "best_before"),
-    )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def own_lot(session: Session, producer: str, gtin: str, lot: str) -> Lot:
-    product = own_product(session, producer, gtin)
-    row = session.get(Lot, f"{product.gtin}/{trace.check_lot(lot)}")
-    if row is None:
-        raise NotFound(f"lot: no lot {lot} of {product.gtin} is registered (POST /v1/trace/lots)")
-    return row
-
-
-# codes and code batches
-
-_SERIAL_TABLE = bytes(ord(trace.SERIAL_ALPHABET[i % 32]) for i in range(256))
-
-
-def new_serials(count: int) -> list[str]:
-    """``count`` distinct unguessable serials of :data:`node_bridge.trace.SERIAL_LENGTH` characters.
-
-    Each character is 5 bits of :func:`secrets.token_bytes` (32 of the serial alphabet's letters), so a serial
-    holds 80 random bits; a hundred thousand cost a few milliseconds.
-    """
-    size = trace.SERIAL_LENGTH
-    serials: set[str] = set()
-    while len(serials) < count:
-        need = count - len(serials)
-        text = secrets.token_bytes(need * size).translate(_SERIAL_TABLE).decode()
-        serials.update(text[i : i + size] for i in range(0, need * size, size))
-    return list(serials)
-
-
-def code_batch_message(batch: CodeBatch, lot: Lot) -> dict[str, Any]:
-    """The ``CodeBatch`` message of a batch row."""
-    return {
-        "producer": bytes.fromhex(batch.producer[2:]),
-        "gtin": lot.gtin,
-        "lot": lot.lot,
-        "count": batch.count,
-        "root": bytes.fromhex(batch.root[2:]),
-        "nonce": int(batch.nonce),
-    }
-
-
-def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A message as JSON values: bytes as 0x-hex (also in lists), integers beyond 2^53 as decimal strings."""
-    out: dict[str, Any] = {}
-    for name, value in message.items():
-        if isinstance(value, bytes):
-            out[name] = hex32(value)
-        elif isinstance(value, list):
-            out[name] = [hex32(v) if isinstance(v, bytes) else v for v in value]
-        elif isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
-            out[name] = str(value)
-        else:
-            out[name] = value
-    return out
-
-
-@dataclass(frozen=True)
-class IssuedBatch:
-    batch: CodeBatch
-    message: dict[str, Any]
-    paths: list[str]
-
-
-def issue_codes(session: Session, domain: TraceDomain, producer: str, lot: Lot, count: int) -> IssuedBatch:
-    """Generate ``count`` codes of ``lot``, their RFC 6962 root (leaf data = code id, in leaf order) and the unsigned
-    ``CodeBatch``; stores codes and batch. The producer signs the batch next (:func:`sign_code_batch`)."""
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CODES:
-        raise ValidationFailed("count", f"must be 1 to {MAX_CODES:,} codes")
-    prefix = f"/01/{lot.gtin}/10/{lot.lot}/21/"
-    paths = [prefix + serial for serial in new_serials(count)]
-    ids = [keccak(path.encode()) for path in paths]
-    root = MerkleTree(ids).root
-    message = {
-        "producer": bytes.fromhex(producer[2:]),
-        "gtin": lot.gtin,
-        "lot": lot.lot,
-        "count": count,
-        "root": root,
-        "nonce": secrets.randbelow(2**53),
-    }
-    batch_id = hex32(domain.digest("CodeBatch", message))
-    now = utcnow()
-    batch = CodeBatch(
-        id=batch_id, lot_id=lot.id, producer=producer, count=count, root=hex32(root), nonce=str(message["nonce"]),
-        created_at=now,
-    )  # fmt: skip
-    session.add(batch)
-    session.flush()
-    connection = session.connection()
-    stamp, issued = db_time(connection, now), State.ISSUED.value
-    rows = [
-        ("0x" + i.hex(), p, lot.id, batch_id, n, issued, None, None, None, stamp)
-        for n, (i, p) in enumerate(zip(ids, paths, strict=True))
-    ]
-    try:
-        bulk_insert(connection, CODES, rows)
-    except IntegrityError:  # 80 random bits: a clash with an earlier serial is not expected in practice
-        raise Conflict("count", "SerialClash", "a generated serial clashed with an issued one; issue again") from None
-    return IssuedBatch(batch, message, paths)
-
-
-def own_batch(session: Session, producer: str, batch_id: str) -> tuple[CodeBatch, Lot]:
-    batch = session.get(CodeBatch, batch_id.lower())
-    if batch is None:
-        raise NotFound(f"no code batch {batch_id} was issued here")
-    if batch.producer != producer:
-        raise NotAuthorised(f"code batch {batch_id} belongs to producer {batch.producer}, not you")
-    lot = session.get(Lot, batch.lot_id)
-    assert lot is not None
-    return batch, lot
-
-
-def sign_code_batch(session: Session, domain: TraceDomain, producer: str, batch_id: str, signature: str) -> CodeBatch:
-    """Attach the producer's signature to a code batch and queue ``commitCodes`` (idempotent for the same one)."""
-    batch, lot = own_batch(session, producer, batch_id)
-    raw = to_bytes(signature, "signature")
-    message = code_batch_message(batch, lot)
-    signer = recover(domain.digest("CodeBatch", message), raw)
-    standing = signer_standing(session, signer)
-    if standing is None or standing[0] != batch.producer:
-        raise NotAuthorised(
-            f"signature: signer {signer} is not an active key of producer {batch.producer} (or the batch was signed "
-            f"for another chain or contract than chain {domain.chain_id}, {domain.verifying_contract})"
-        )
-    if not standing[1] & Role.PRODUCER:
-        raise NotAuthorised(f"signature: committing codes needs a PRODUCER signer; {signer} is not one")
-    if batch.signature is not None:
-        return batch
-    batch.signature, batch.signer, batch.signed_at = "0x" + raw.hex(), signer, utcnow()
-    session.add(batch)
-    outbox.enqueue(session, batch.id, trace.CONTRACT, "commitCodes", trace.calldata("CodeBatch", message, raw))
-    return batch
-
-
-def batch_paths(session: Session, batch_id: str, limit: int, offset: int) -> list[str]:
-    rows = session.execute(
-        select(CODES.c.path)
-        .where(CODES.c.batch_id == batch_id)
-        .order_by(CODES.c.leaf_index)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [r[0] for r in rows]
-
-
-def code_by_path(session: Session, path: str, field_name: str = "path") -> TraceCode:
-    trace.parse_digital_link(path, field_name)
-    code = session.get(TraceCode, hex32(trace.code_id(path)))
-    if code is None:
-        raise NotFound(f"{field_name}: no code {path} was issued here")
-    return code
-
-
-# checkpoint events
 
 
 @dataclass(frozen=True)
@@ -693,41 +451,6 @@ def _unique_event_codes(rows: list[tuple[str, str, int, str | None]]) -> list[tu
     return list(seen.values())
 
 
-# bulk SQL through the driver: SQLAlchemy's per-row parameter processing costs more than the database does
-
-
-def db_time(connection: Connection, value: datetime) -> Any:
-    """A UTC datetime as SQLAlchemy would bind it for this database (SQLite: its text form)."""
-    if connection.dialect.name == "sqlite":
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
-
-
-def bulk_insert(connection: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows given as tuples in the table's column order (JSON columns as JSON text) with executemany."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
-        names = ", ".join(f'"{c.name}"' for c in table.columns)
-        raw = connection.connection.dbapi_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
-        return
-    connection.exec_driver_sql(_insert_sql(connection.dialect.name, table), list(rows))
-
-
-@cache
-def _insert_sql(dialect: str, table: Table) -> str:
-    marker = "?" if dialect == "sqlite" else "%s"
-    columns = list(table.columns)
-    quote = (sqlite.dialect if dialect == "sqlite" else postgresql.dialect)().identifier_preparer.quote
-    values = [
-        f"CAST({marker} AS JSON)" if isinstance(c.type, JSON) and dialect != "sqlite" else marker for c in columns
-    ]
-    return f"INSERT INTO {table.name} ({', '.join(quote(c.name) for c in columns)}) VALUES ({', '.join(values)})"
-
-
 _MOVE_SQLITE = (
     "UPDATE trace_code SET state = ?, holder = ?, parent = ?, last_event = ?, updated_at = ? "
     "WHERE id = ? AND last_event IS ?"
@@ -739,7 +462,7 @@ _MOVE_PG = (
 )
 
 
-# reading events and proofs
+# reading events
 
 
 def event_status(row: TraceEventRow, session: Session) -> str:
@@ -753,83 +476,3 @@ def event_codes(session: Session, event_id: str) -> list[str]:
     """The codes an event reached (named, or packed in a named case or pallet)."""
     rows = session.execute(select(EVENT_CODES.c.code_id).where(EVENT_CODES.c.event_id == event_id))
     return sorted(r[0] for r in rows)
-
-
-def chain_anchor_table() -> Table | None:
-    """The indexer's ``trace_chain_anchor`` table (node_bridge/models.py), if this build has it."""
-    return SQLModel.metadata.tables.get("trace_chain_anchor")
-
-
-def chain_anchor(session: Session, index: int) -> dict[str, Any] | None:
-    table = chain_anchor_table()
-    if table is None:
-        return None
-    row = session.execute(select(table).where(table.c["index"] == index)).mappings().first()
-    return dict(row) if row is not None else None
-
-
-class TreeCache:
-    """The most recently used batch trees, keyed by (batch index, root): a proof costs no rebuild while its tree is
-    here, and a tree is never served for another batch of the same index (a reset store)."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._trees: OrderedDict[tuple[int, str], MerkleTree] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, session: Session, batch: AnchorBatch) -> MerkleTree:
-        key = (batch.index, batch.root)
-        with self._lock:
-            tree = self._trees.get(key)
-            if tree is not None:
-                self._trees.move_to_end(key)
-                return tree
-        ids = session.execute(
-            select(EVENTS.c.id).where(EVENTS.c.batch == batch.index).order_by(EVENTS.c.leaf_index)
-        ).all()
-        tree = MerkleTree([bytes.fromhex(r[0][2:]) for r in ids])
-        if tree.size != batch.size or "0x" + tree.root.hex() != batch.root:
-            raise Conflict("batch", "BatchMismatch", f"batch {batch.index}'s events do not make its root {batch.root}")
-        with self._lock:
-            self._trees[key] = tree
-            while len(self._trees) > self.size:
-                self._trees.popitem(last=False)
-        return tree
-
-
-TREES = TreeCache()
-
-
-def proof(session: Session, event_id: str, contract: str, trees: TreeCache = TREES) -> dict[str, Any]:
-    """An event's RFC 6962 inclusion proof and where its root is anchored; 404 unknown, 409 naming the state."""
-    row = session.get(TraceEventRow, event_id.lower())
-    if row is None:
-        raise NotFound(f"no trace event {event_id} was accepted here")
-    if row.batch is None or row.leaf_index is None:
-        raise Conflict("event", "NotBatched", f"event {row.id} is waiting for a batch (the anchorer closes one soon)")
-    batch = session.get(AnchorBatch, row.batch)
-    assert batch is not None
-    anchored = chain_anchor(session, row.batch)
-    if anchored is None:
-        entry = session.get(OutboxEntry, batch.anchor_id)
-        status = entry.status if entry is not None else "unknown"
-        raise Conflict(
-            "event", "NotConfirmed",
-            f"event {row.id} is in batch {row.batch}, anchored but not confirmed yet (anchor write {status})",
-        )  # fmt: skip
-    tree = trees.get(session, batch)
-    return {
-        "event_id": row.id,
-        "leaf_index": row.leaf_index,
-        "tree_size": tree.size,
-        "leaf_hash": hex32(tree.leaf(row.leaf_index)),
-        "audit_path": [hex32(h) for h in tree.audit_path(row.leaf_index)],
-        "root": hex32(tree.root),
-        "batch": row.batch,
-        "anchor": {
-            "contract": contract,
-            "index": row.batch,
-            "tx_hash": anchored.get("tx_hash"),
-            "block_number": anchored.get("block_number"),
-        },
-    }

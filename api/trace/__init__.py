@@ -1,0 +1,69 @@
+"""Traceability writes (C5): products, lots, code issuance, signed code batches and signed checkpoint events.
+
+Like :mod:`api.credit_writes`, everything here runs in the caller's SQL transaction and raises on the first bad
+input, naming it (``events[3].codes[0]``); the route commits before it answers, so nothing of a rejected request is
+stored.
+
+- :mod:`api.trace.products`: products and lots;
+- :mod:`api.trace.codes`: code issuance, the signed ``CodeBatch`` and reading codes back;
+- :mod:`api.trace.events`: accepting signed checkpoint events (checks, custody, bulk inserts) and reading them;
+- :mod:`api.trace.proofs`: events' inclusion proofs once the anchorer's root is indexed;
+- :mod:`api.trace.encoding` and :mod:`api.trace.sql`: 0x-hex and JSON values, the tables and bulk SQL they share.
+"""
+
+from api.trace.codes import (
+    MAX_CODES,
+    IssuedBatch,
+    batch_paths,
+    code_batch_message,
+    code_by_path,
+    issue_codes,
+    new_serials,
+    own_batch,
+    sign_code_batch,
+)
+from api.trace.encoding import hex32, to_json
+from api.trace.events import (
+    MAX_EVENTS,
+    AcceptedEvent,
+    SignedEvent,
+    accept_events,
+    digital_link_of,
+    event_codes,
+    event_status,
+    normalise_event,
+)
+from api.trace.products import MAX_TEXT, own_lot, own_product, register_lot, register_product
+from api.trace.proofs import TREES, TreeCache, chain_anchor, chain_anchor_table, proof
+
+__all__ = [
+    "MAX_CODES",
+    "MAX_EVENTS",
+    "MAX_TEXT",
+    "TREES",
+    "AcceptedEvent",
+    "IssuedBatch",
+    "SignedEvent",
+    "TreeCache",
+    "accept_events",
+    "batch_paths",
+    "chain_anchor",
+    "chain_anchor_table",
+    "code_batch_message",
+    "code_by_path",
+    "digital_link_of",
+    "event_codes",
+    "event_status",
+    "hex32",
+    "issue_codes",
+    "new_serials",
+    "normalise_event",
+    "own_batch",
+    "own_lot",
+    "own_product",
+    "proof",
+    "register_lot",
+    "register_product",
+    "sign_code_batch",
+    "to_json",
+]
