@@ -27,7 +27,7 @@ from node_bridge.credit import Kind, RecordState
 from node_bridge.eip712 import recover, to_bytes
 from node_bridge.models import CreditRecordRow, OutboxEntry, SignedSubmission, utcnow
 from node_bridge.outbox import record_hex
-from node_bridge.projections import table_of
+from node_bridge.projections import chunks, table_of
 
 SUBMISSIONS = table_of(SignedSubmission)
 OUTBOX = table_of(OutboxEntry)
@@ -235,8 +235,7 @@ def _earlier(session: Session, ids: list[bytes]) -> dict[str, str]:
     """Outbox status of the ids already accepted."""
     keys = [record_hex(i) for i in ids]
     found: dict[str, str] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
+    for chunk in chunks(keys, 500):
         for key, status in session.execute(select(OUTBOX.c.id, OUTBOX.c.status).where(OUTBOX.c.id.in_(chunk))):
             found[key] = status
     return found
@@ -255,8 +254,7 @@ def _check_nonces(session: Session, fresh: list[tuple[int, _Checked]], field_pre
             raise Conflict(prefix(index), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
         pairs[pair] = index
     keys = list(pairs)
-    for start in range(0, len(keys), 300):
-        chunk = keys[start : start + 300]
+    for chunk in chunks(keys, 300):
         for table in (SUBMISSIONS, RECORDS):
             used = session.execute(
                 select(table.c.issuer, table.c.nonce).where(tuple_(table.c.issuer, table.c.nonce).in_(chunk))

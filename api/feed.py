@@ -37,7 +37,7 @@ from credtrace.errors import ValidationFailed
 from node_bridge import credit
 from node_bridge.credit import Kind, Tier, record_from_event, subject_code
 from node_bridge.models import ChainEvent, CreditRecordRow, IndexedBlock, IndexerCheckpoint
-from node_bridge.projections import table_of
+from node_bridge.projections import chunks, table_of
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +361,7 @@ def _items(connection: Connection, rows: Sequence[Any]) -> list[FeedItem]:
         {row.args["recordId"] if row.name == "EnforcementFiled" else row.args["id"] for row in rows} - set(issued)
     )
     known: dict[str, tuple[str, str | None, str]] = {}  # record id -> (subject, subject code, kind)
-    for begin in range(0, len(wanted), IN_CHUNK):
-        chunk = wanted[begin : begin + IN_CHUNK]
+    for chunk in chunks(wanted, IN_CHUNK):
         for r in connection.execute(
             select(RECORDS.c.id, RECORDS.c.subject, RECORDS.c.subject_code, RECORDS.c.kind).where(
                 RECORDS.c.id.in_(chunk)

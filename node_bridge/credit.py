@@ -22,7 +22,7 @@ from credtrace import uscc
 from credtrace.errors import ValidationFailed
 from node_bridge import abi
 from node_bridge.consortium import Role
-from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes, to_int
+from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes, to_int, to_text
 
 DOMAIN_NAME = "credtrace CreditRegistry"
 DOMAIN_VERSION = "1"
@@ -193,11 +193,7 @@ def normalise(primary_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
         elif abi_type.startswith("uint"):
             out[name] = to_int(value, name)
         else:
-            if not isinstance(value, str):
-                raise ValidationFailed(name, f"must be text, got {type(value).__name__}")
-            if len(value) > MAX_TEXT:
-                raise ValidationFailed(name, f"is {len(value)} characters; at most {MAX_TEXT}")
-            out[name] = value
+            out[name] = to_text(value, name, MAX_TEXT)
     return out
 
 

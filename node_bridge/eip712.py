@@ -61,6 +61,15 @@ def to_int(value: Any, field: str) -> int:
     raise ValidationFailed(field, f"must be an integer or a string of digits, got {value!r}")
 
 
+def to_text(value: Any, field: str, max_length: int) -> str:
+    """A string of at most ``max_length`` characters (what a ``string`` field of a signed message may hold)."""
+    if not isinstance(value, str):
+        raise ValidationFailed(field, f"must be text, got {type(value).__name__}")
+    if len(value) > max_length:
+        raise ValidationFailed(field, f"is {len(value)} characters; at most {max_length}")
+    return value
+
+
 def _encoder(abi_type: str, field: str) -> Callable[[Any], bytes]:
     """The 32-byte EIP-712 encoding of one field: an atomic type, or a dynamic array of one (``bytes32[]``)."""
     if abi_type.endswith("[]"):

@@ -31,6 +31,7 @@ from api.status.index import BLOCKS, COLUMNS, IN_CHUNK, RECORDS, Checkpoint, rea
 from api.status.shredded import gone_item, gone_of, shredded_among
 from api.status.subjects import Subject
 from credtrace.errors import ValidationFailed
+from node_bridge.projections import chunks
 
 MAX_TIME = 2**40 - 1
 
@@ -131,10 +132,10 @@ def rows_as_of(session: Session, subjects: Sequence[str], at: At, cut: Cut) -> l
         )
     rows: list[Sequence[Any]] = []
     unique = list(dict.fromkeys(subjects))
-    for begin in range(0, len(unique), IN_CHUNK):
+    for chunk in chunks(unique, IN_CHUNK):
         query = (
             select(*COLUMNS)
-            .where(RECORDS.c.subject.in_(unique[begin : begin + IN_CHUNK]), accepted, open_then)
+            .where(RECORDS.c.subject.in_(chunk), accepted, open_then)
             .where(RECORDS.c.valid_until > cut.time)
             .order_by(RECORDS.c.block_number, RECORDS.c.log_index)
         )

@@ -13,6 +13,7 @@ from api.status.index import IN_CHUNK, PERSONS
 from api.status.subjects import Subject
 from credtrace import persons
 from credtrace.errors import Gone
+from node_bridge.projections import chunks
 
 
 def gone_of(session: Session, subject: Subject) -> Gone | None:
@@ -30,10 +31,8 @@ def shredded_among(session: Session | Connection, commitments: Sequence[str]) ->
     """Which of ``commitments`` the ``person`` table marks shredded (one query per 500, not one per subject)."""
     found: set[str] = set()
     unique = list(dict.fromkeys(commitments))
-    for begin in range(0, len(unique), IN_CHUNK):
-        query = select(PERSONS.c.commitment).where(
-            PERSONS.c.commitment.in_(unique[begin : begin + IN_CHUNK]), PERSONS.c.shredded_at.is_not(None)
-        )
+    for chunk in chunks(unique, IN_CHUNK):
+        query = select(PERSONS.c.commitment).where(PERSONS.c.commitment.in_(chunk), PERSONS.c.shredded_at.is_not(None))
         found.update(str(c).lower() for c in session.execute(query).scalars())
     return found
 

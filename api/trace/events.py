@@ -27,8 +27,9 @@ from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import trace
 from node_bridge.consortium import Role
 from node_bridge.custody import CodeState, State, StepNotAllowed, transition
-from node_bridge.eip712 import recover, to_bytes, to_int
+from node_bridge.eip712 import recover, to_bytes, to_int, to_text
 from node_bridge.models import utcnow
+from node_bridge.projections import chunks
 from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
 from node_bridge.trace_models import TraceEventRow
 
@@ -40,11 +41,6 @@ PROPAGATING = frozenset({Step.SHIP, Step.RECEIVE, Step.SELL, Step.DELIVER, Step.
 """Steps that reach the codes packed in the codes an event names (EPCIS aggregation)."""
 EVENT_FIELDS = {f["name"]: f["type"] for f in trace.EIP712_TYPES["TraceEvent"]}
 OPTIONAL_EVENT_FIELDS = {"parent": ZERO32, "geo": "", "corrects": ZERO32}
-
-
-def _in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -139,11 +135,7 @@ def normalise_event(message: Mapping[str, Any]) -> dict[str, Any]:
             if not 0 <= out[name] < 2 ** (64 if name == "time" else 256):
                 raise ValidationFailed(name, "is out of range")
         else:
-            if not isinstance(value, str):
-                raise ValidationFailed(name, f"must be text, got {type(value).__name__}")
-            if len(value) > MAX_TEXT:
-                raise ValidationFailed(name, f"is {len(value)} characters; at most {MAX_TEXT}")
-            out[name] = value
+            out[name] = to_text(value, name, MAX_TEXT)
     trace.check_event(out)
     return out
 
@@ -190,7 +182,7 @@ def _check_one(domain: TraceDomain, signers: Signers, index: int, item: SignedEv
 
 def _select_in(session: Session, columns: Sequence[Any], key: Any, values: Sequence[Any]) -> list[Any]:
     rows: list[Any] = []
-    for chunk in _in_chunks(values):
+    for chunk in chunks(values, IN_CHUNK):
         rows.extend(session.execute(select(*columns).where(key.in_(chunk))).all())
     return rows
 
@@ -210,7 +202,7 @@ def _load_codes(session: Session, ids: Sequence[str]) -> dict[str, _Code]:
         BATCHES.c.producer, BATCHES.c.signature,
     )  # fmt: skip
     found: dict[str, _Code] = {}
-    for chunk in _in_chunks(list(ids)):
+    for chunk in chunks(list(ids), IN_CHUNK):
         query = select(*columns).join(BATCHES, BATCHES.c.id == CODES.c.batch_id).where(CODES.c.id.in_(chunk))
         for cid, state, holder, parent, last, lot_id, producer, signature in session.execute(query):
             custody = CodeState(State(state), holder, parent, last)
@@ -286,7 +278,7 @@ def _check_nonces(session: Session, fresh: list[_Event], prefix: str | None) -> 
             raise Conflict(_where(prefix, e.index, "nonce"), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
         pairs[pair] = e.index
     keys = list(pairs)
-    for chunk in _in_chunks(keys, 300):
+    for chunk in chunks(keys, 300):
         used = session.execute(
             select(EVENTS.c.actor, EVENTS.c.nonce).where(tuple_(EVENTS.c.actor, EVENTS.c.nonce).in_(chunk))
         ).first()
