@@ -30,13 +30,11 @@ import json
 import logging
 import random
 import secrets
-import signal
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -513,17 +511,8 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 def main() -> None:
     """Run the dispatcher from ``CREDTRACE_*`` settings until SIGTERM or SIGINT."""
-    from credtrace.settings import get_settings
+    from credtrace.service import start_service
     from node_bridge.store import open_store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    settings, stop = start_service(log.name)
     Dispatcher(open_store(settings.database), settings).run(stop)

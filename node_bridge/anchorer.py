@@ -17,7 +17,6 @@ Run it with ``python -m node_bridge.anchorer`` (``credtrace up`` does, see :mod:
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -167,15 +166,12 @@ def _place(connection: Connection, index: int, ids: list[str]) -> int:
 def main() -> None:
     """Anchor until SIGTERM or SIGINT, with settings from ``CREDTRACE_*``."""
     from credtrace.keys import load_key
+    from credtrace.service import start_service
     from node_bridge import nonces
     from node_bridge.deploy import load_deployment
     from node_bridge.store import open_store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    settings, stop = start_service(log.name)
     w3 = nonces.connect_when_up(settings, stop, MAX_BACKOFF)
     if w3 is None:
         return

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import requests
@@ -367,21 +365,12 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def main() -> None:
     """Run the indexer from ``CREDTRACE_*`` settings until SIGTERM or SIGINT."""
-    from credtrace.settings import get_settings
+    from credtrace.service import start_service
     from node_bridge.chain import connect
     from node_bridge.deploy import load_deployment
     from node_bridge.store import open_store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    settings, stop = start_service(log.name)
     w3 = connect(settings)
     deployment = load_deployment(w3, settings.deployments_dir)
     if deployment is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -298,15 +297,12 @@ class Relayer:
 
 def main() -> None:
     """Relay until SIGTERM or SIGINT, with settings from ``CREDTRACE_*``."""
+    from credtrace.service import start_service
     from credtrace.system import operator_account
     from node_bridge.deploy import load_deployment
     from node_bridge.store import open_store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    settings, stop = start_service(log.name)
     w3 = nonces.connect_when_up(settings, stop, MAX_BACKOFF)
     if w3 is None:
         return
