@@ -10,13 +10,14 @@ every signature, role, nonce and lifecycle rule itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_
 from sqlmodel import Session
 
+from api.signed_writes import MAX_BATCH, Accepted, SignedMessage, at_position, earlier_status
 from api.signers import Signers
 from credtrace import uscc
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
@@ -32,25 +33,7 @@ from node_bridge.projections import chunks, table_of
 SUBMISSIONS = table_of(SignedSubmission)
 OUTBOX = table_of(OutboxEntry)
 RECORDS = table_of(CreditRecordRow)
-MAX_BATCH = 1000
 ISSUER_FIELD = {"CreditRecord": "issuer", "Revocation": "issuer", "Repair": "issuer", "Enforcement": "platform"}
-
-
-@dataclass(frozen=True)
-class SignedMessage:
-    """One message as submitted: its EIP-712 type, the message (JSON values) and the 65-byte signature."""
-
-    type: str
-    message: Mapping[str, Any]
-    signature: str
-
-
-@dataclass(frozen=True)
-class Accepted:
-    id: str
-    type: str
-    signer: str
-    status: str
 
 
 @dataclass(frozen=True)
@@ -89,12 +72,12 @@ def accept(
         try:
             one = _check(session, domain, signers, item, strict_org_code)
         except (ValidationFailed, Conflict) as exc:
-            raise _at(field_prefix, index, exc) from None
+            raise at_position(field_prefix, index, exc) from None
         except (NotAuthorised, NotFound) as exc:
             raise exc if field_prefix is None else type(exc)(f"{field_prefix}[{index}].{exc}") from None
         order.append(one.id)
         first.setdefault(one.id, (index, one))
-    earlier = _earlier(session, list(first))
+    earlier = earlier_status(session, list(first))
     fresh = [(index, one) for index, one in first.values() if record_hex(one.id) not in earlier]
     _check_nonces(session, fresh, field_prefix)
     _store(session, [one for _, one in fresh])
@@ -102,16 +85,6 @@ def accept(
         Accepted(record_hex(i), first[i][1].type, first[i][1].signer, earlier.get(record_hex(i), "accepted"))
         for i in order
     ]
-
-
-def _at(field_prefix: str | None, index: int, exc: ValidationFailed | Conflict) -> ValidationFailed | Conflict:
-    """The same error with its field placed in the batch: ``records[3].nonce``."""
-    if field_prefix is None:
-        return exc
-    prefix = f"{field_prefix}[{index}]"
-    if isinstance(exc, Conflict):
-        return Conflict(f"{prefix}.{exc.field}", exc.error, exc.reason)
-    return ValidationFailed(f"{prefix}.{exc.field}", exc.reason)
 
 
 def _check(
@@ -229,16 +202,6 @@ def record_message(row: CreditRecordRow) -> dict[str, Any]:
         "refersTo": bytes.fromhex(row.refers_to[2:]) if row.refers_to else credit.ZERO32,
         "nonce": int(row.nonce),
     }
-
-
-def _earlier(session: Session, ids: list[bytes]) -> dict[str, str]:
-    """Outbox status of the ids already accepted."""
-    keys = [record_hex(i) for i in ids]
-    found: dict[str, str] = {}
-    for chunk in chunks(keys, 500):
-        for key, status in session.execute(select(OUTBOX.c.id, OUTBOX.c.status).where(OUTBOX.c.id.in_(chunk))):
-            found[key] = status
-    return found
 
 
 def _check_nonces(session: Session, fresh: list[tuple[int, _Checked]], field_prefix: str | None) -> None:

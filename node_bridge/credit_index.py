@@ -25,6 +25,7 @@ from node_bridge.projections import table_of, upsert
 
 RECORDS = table_of(CreditRecordRow)
 ENFORCEMENTS = table_of(EnforcementRow)
+TABLES = (RECORDS, ENFORCEMENTS)
 CLOSURES = {"RecordRevoked": "revoked", "RecordRepaired": "repaired"}
 
 

@@ -20,7 +20,9 @@ from credtrace.keys import key_info
 from node_bridge.compiler import artifact
 from node_bridge.transactions import Sender
 
-CONTRACTS = ("Consortium", "CreditRegistry", "TraceRegistry")
+REGISTRIES = ("CreditRegistry", "TraceRegistry")
+"""The contracts deployed after the Consortium, each constructed with the Consortium's address."""
+CONTRACTS = ("Consortium", *REGISTRIES)
 """What a deployment holds; a recorded deployment missing one is deployed again."""
 
 
@@ -119,17 +121,10 @@ def deploy(
     ]
     lifetime = int(config.proposal_lifetime_days * 86400)
     consortium, receipt = deploy_consortium(sender, regulators, config.threshold, lifetime)
-    registry, registry_receipt = sender.deploy(artifact("CreditRegistry"), consortium.address)
-    trace_registry, trace_receipt = sender.deploy(artifact("TraceRegistry"), consortium.address)
-    deployment = Deployment(
-        chain_id=w3.eth.chain_id,
-        deployer=sender.account.address,
-        contracts={
-            "Consortium": _deployed("Consortium", consortium, receipt),
-            "CreditRegistry": _deployed("CreditRegistry", registry, registry_receipt),
-            "TraceRegistry": _deployed("TraceRegistry", trace_registry, trace_receipt),
-        },
-    )
+    contracts = {"Consortium": _deployed("Consortium", consortium, receipt)}
+    for name in REGISTRIES:
+        contracts[name] = _deployed(name, *sender.deploy(artifact(name), consortium.address))
+    deployment = Deployment(chain_id=w3.eth.chain_id, deployer=sender.account.address, contracts=contracts)
     deployment.save(deployments_dir)
     return deployment, True
 

@@ -11,7 +11,7 @@ Each :meth:`Indexer.step` indexes what is new up to ``head - confirmations``, ra
    dropped and read again;
 4. one SQL transaction: ``chain_event`` rows (upsert on the natural key ``(chain_id, tx_hash, log_index)``), the
    projections of the events new to the index (:mod:`node_bridge.projections` for the Consortium,
-   :mod:`node_bridge.credit_index` for the CreditRegistry, :mod:`node_bridge.trace_index` for the TraceRegistry),
+   :data:`INDEXES` for the registries: :mod:`node_bridge.credit_index`, :mod:`node_bridge.trace_index`...),
    ``indexed_block`` rows, and the checkpoint. Non-event blocks older than the window are pruned: ``indexed_block``
    keeps every block with events plus the last ``reorg_window + 1`` blocks below the checkpoint, whether indexed
    live or rebuilt.
@@ -54,6 +54,9 @@ log = logging.getLogger("node_bridge.indexer")  # the same name when run with -m
 BLOCKS = projections.table_of(IndexedBlock)
 CHECKPOINTS = projections.table_of(IndexerCheckpoint)
 EVENTS = projections.table_of(ChainEvent)
+INDEXES = (credit_index, trace_index)
+"""The registries' projections: each has ``project(connection, events, block_times)``, ``rollback(connection,
+above)`` and ``TABLES`` (its index tables, cleared and compared by :mod:`node_bridge.rebuild`)."""
 MAX_BACKOFF = 30.0
 
 
@@ -250,8 +253,8 @@ class Indexer:
         projections.upsert_values(connection, EVENTS, rows, update=False)
         projections.project(connection, new)
         block_times = {b.number: b.timestamp for b in blocks}
-        credit_index.project(connection, new, block_times)
-        trace_index.project(connection, new, block_times)
+        for index in INDEXES:
+            index.project(connection, new, block_times)
         projections.upsert(connection, BLOCKS, [b.row(self.chain_id) for b in blocks])
         self._prune(connection, start, end)
         last = max(blocks, key=lambda b: b.number)
@@ -331,8 +334,8 @@ class Indexer:
             connection.execute(delete(EVENTS).where(EVENTS.c.chain_id == self.chain_id, EVENTS.c.block_number > above))
             connection.execute(delete(BLOCKS).where(BLOCKS.c.chain_id == self.chain_id, BLOCKS.c.number > above))
             projections.recompute(connection, self.chain_id, projections.touched((r.name, r.args) for r in removed))
-            credit_index.rollback(connection, above)
-            trace_index.rollback(connection, above)
+            for index in INDEXES:
+                index.rollback(connection, above)
             connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.chain_id == self.chain_id))
             if ancestor is not None:
                 checkpoint = {

@@ -15,12 +15,17 @@ from web3 import Web3
 
 from credtrace.settings import Settings
 from node_bridge.deploy import Deployment
-from node_bridge.indexer import Indexer
+from node_bridge.indexer import INDEXES, Indexer
 from node_bridge.models import INDEX_TABLES
 from node_bridge.projections import table_of
 from node_bridge.store import open_store
 
-TABLES: tuple[Table, ...] = tuple(table_of(model) for model in INDEX_TABLES)
+TABLES: tuple[Table, ...] = tuple(
+    dict.fromkeys(
+        [*(table_of(model) for model in INDEX_TABLES), *(table for index in INDEXES for table in index.TABLES)]
+    )
+)
+"""The indexer's own tables and each registry projection's (:data:`node_bridge.indexer.INDEXES`), once each."""
 LABELS = {
     "indexed_block": "block",
     "indexer_checkpoint": "checkpoint of chain",

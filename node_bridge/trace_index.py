@@ -24,6 +24,7 @@ from node_bridge.trace import CONTRACT
 
 CODE_BATCHES = table_of(TraceChainCodeBatch)
 ANCHORS = table_of(TraceChainAnchor)
+TABLES = (CODE_BATCHES, ANCHORS)
 
 
 def project(connection: Connection, events: Iterable[DecodedEvent], block_times: Mapping[int, int]) -> int:

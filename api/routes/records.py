@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
-from api import credit_writes
+from api import credit_writes, signed_writes
 from api.auth import Caller, CallerDep, require_roles
 from api.deps import ChainDep, SessionDep, SettingsDep
 from api.ratelimit import public_rate_limit
@@ -37,7 +37,7 @@ class SignedRecord(BaseModel):
 
 
 class SignedRecords(BaseModel):
-    records: list[SignedRecord] = Field(min_length=1, max_length=credit_writes.MAX_BATCH)
+    records: list[SignedRecord] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
 
 
 class SignedEnforcement(BaseModel):
@@ -47,7 +47,7 @@ class SignedEnforcement(BaseModel):
 
 
 class SignedEnforcements(BaseModel):
-    records: list[SignedEnforcement] = Field(min_length=1, max_length=credit_writes.MAX_BATCH)
+    records: list[SignedEnforcement] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
 
 
 class RecordAccepted(BaseModel):
@@ -79,7 +79,7 @@ class RecordView(BaseModel):
     closed_tx: str | None = None
 
 
-def _answer(request: Request, accepted: list[credit_writes.Accepted]) -> list[RecordAccepted]:
+def _answer(request: Request, accepted: list[signed_writes.Accepted]) -> list[RecordAccepted]:
     return [
         RecordAccepted(
             id=a.id,
@@ -95,7 +95,7 @@ def _answer(request: Request, accepted: list[credit_writes.Accepted]) -> list[Re
 def _submit(
     request: Request, session: SessionDep, chain: ChainDep, settings: SettingsDep, items: list[Any], batch: bool
 ) -> list[RecordAccepted]:
-    signed = [credit_writes.SignedMessage(i.type, i.message, i.signature) for i in items]
+    signed = [signed_writes.SignedMessage(i.type, i.message, i.signature) for i in items]
     accepted = credit_writes.accept(
         session,
         chain.credit(),

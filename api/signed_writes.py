@@ -1,0 +1,233 @@
+"""Accepting member-signed messages for a registry: check what its contract will check, then queue them.
+
+This is the write path of every registry described by a :class:`node_bridge.signed.SignedRegistry` (logistics
+credit, consumer protection, payments, supervision); credit records have their own (``api/credit_writes.py``),
+which shares the batch conventions defined here. A batch is accepted whole or not at all: the first message that
+fails names its position and field (``messages[3].signature``). For each message:
+
+1. the JSON is normalised to the type's fields (:meth:`SignedRegistry.normalise`);
+2. the signer is recovered and must be an active key of an active member, signing for the organisation the message
+   names in its ``signer_field``, holding one of the type's roles (403 otherwise);
+3. the registry's own ``check`` runs (state rules: a step out of order, a recovery larger than the compensation...),
+   seeing the messages before it in the batch;
+4. each (organisation, nonce) is used once.
+
+Accepted messages are kept as signed (``signed_submission``) and queued (``outbox``) in the caller's SQL transaction;
+the same signed message submitted again gives the same id and no second row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import RowMapping, insert, select, tuple_
+from sqlmodel import Session
+
+from api.signers import Signers
+from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
+from node_bridge.consortium import Role
+from node_bridge.eip712 import Domain, recover, to_bytes
+from node_bridge.models import OutboxEntry, SignedSubmission, utcnow
+from node_bridge.outbox import record_hex
+from node_bridge.projections import chunks, table_of
+from node_bridge.signed import SignedRegistry, to_json
+
+SUBMISSIONS = table_of(SignedSubmission)
+OUTBOX = table_of(OutboxEntry)
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class SignedMessage:
+    """One message as submitted: its EIP-712 type, the message (JSON values) and the 65-byte signature."""
+
+    type: str
+    message: Mapping[str, Any]
+    signature: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    type: str
+    signer: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A message that passed the generic checks: what a registry's ``check`` is given."""
+
+    id: bytes
+    type: str
+    message: dict[str, Any]
+    signature: bytes
+    signer: str
+    organisation: str
+    roles: Role
+
+    @property
+    def hex_id(self) -> str:
+        return record_hex(self.id)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a registry's ``check`` files a message: the subject it concerns and the entity it acts on (a case,
+    a firm, a fund), both 0x-hex or None; kept on ``signed_submission`` to find pending messages by them."""
+
+    subject: str | None = None
+    target: str | None = None
+
+
+Check = Callable[[Session, Checked, Sequence[Checked]], Placement]
+"""A registry's state rules: raise a 4xx error naming the field, or say where the message is filed."""
+
+
+def accept(
+    session: Session,
+    registry: SignedRegistry,
+    domain: Domain,
+    items: Sequence[SignedMessage],
+    check: Check,
+    *,
+    field_prefix: str | None = "messages",
+) -> list[Accepted]:
+    """Check and queue signed messages for ``registry``; raises on the first bad one, naming ``<prefix>[i].<field>``.
+
+    With ``field_prefix`` None (a single message, not a batch), errors name the field alone.
+    """
+    if not items:
+        raise ValidationFailed(field_prefix or "body", "is empty")
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed(field_prefix or "body", f"holds {len(items)} messages; at most {MAX_BATCH}")
+    signers = Signers(session)
+    checked: list[Checked] = []
+    placed: dict[bytes, Placement] = {}
+    order: list[bytes] = []
+    for index, item in enumerate(items):
+        try:
+            one = _verify(registry, domain, signers, item)
+            if one.id not in placed:
+                placed[one.id] = check(session, one, checked)
+                checked.append(one)
+        except (ValidationFailed, Conflict) as exc:
+            raise at_position(field_prefix, index, exc) from None
+        except (NotAuthorised, NotFound) as exc:
+            raise exc if field_prefix is None else type(exc)(f"{field_prefix}[{index}].{exc}") from None
+        order.append(one.id)
+    earlier = earlier_status(session, list(placed))
+    fresh = [(index, one) for index, one in enumerate(checked) if one.hex_id not in earlier]
+    _check_nonces(session, fresh, field_prefix)
+    _store(session, registry, [(one, placed[one.id]) for _, one in fresh])
+    by_id = {one.id: one for one in checked}
+    return [
+        Accepted(record_hex(i), by_id[i].type, by_id[i].signer, earlier.get(record_hex(i), "accepted")) for i in order
+    ]
+
+
+def _verify(registry: SignedRegistry, domain: Domain, signers: Signers, item: SignedMessage) -> Checked:
+    kind = registry.type(item.type)
+    message = registry.normalise(item.type, item.message)
+    signature = to_bytes(item.signature, "signature")
+    digest = domain.digest(item.type, message)
+    signer = recover(digest, signature)
+    standing = signers.standing(signer)
+    if standing is None:
+        raise NotAuthorised(
+            f"signature: signer {signer} is not an active key of an active member (or the message was signed for "
+            f"another chain or contract than chain {domain.chain_id}, {domain.verifying_contract})"
+        )
+    organisation, roles = standing
+    named = "0x" + message[kind.signer_field].hex()
+    if organisation != named:
+        raise NotAuthorised(
+            f"{kind.signer_field}: the message names {named} but signer {signer} signs for {organisation}"
+        )
+    if not roles & kind.roles:
+        needed = " or ".join(str(r.name) for r in Role if r & kind.roles)
+        raise NotAuthorised(f"signature: a {item.type} needs a {needed} signer; {signer} is not one")
+    return Checked(digest, item.type, message, signature, signer, organisation, Role(roles))
+
+
+def at_position(field_prefix: str | None, index: int, exc: ValidationFailed | Conflict) -> ValidationFailed | Conflict:
+    """The same error with its field placed in the batch: ``messages[3].nonce``."""
+    if field_prefix is None:
+        return exc
+    prefix = f"{field_prefix}[{index}]"
+    if isinstance(exc, Conflict):
+        return Conflict(f"{prefix}.{exc.field}", exc.error, exc.reason)
+    return ValidationFailed(f"{prefix}.{exc.field}", exc.reason)
+
+
+def earlier_status(session: Session, ids: list[bytes]) -> dict[str, str]:
+    """Outbox status of the ids already accepted."""
+    keys = [record_hex(i) for i in ids]
+    found: dict[str, str] = {}
+    for chunk in chunks(keys, 500):
+        for key, status in session.execute(select(OUTBOX.c.id, OUTBOX.c.status).where(OUTBOX.c.id.in_(chunk))):
+            found[key] = status
+    return found
+
+
+def pending(
+    session: Session, type_names: Sequence[str], *, target: str | None = None, subject: str | None = None
+) -> Sequence[RowMapping]:
+    """Accepted messages of these types (oldest first) filed under ``target`` and/or ``subject``, as signed."""
+    query = select(SUBMISSIONS).where(SUBMISSIONS.c.type.in_(list(type_names))).order_by(SUBMISSIONS.c.created_at)
+    if target is not None:
+        query = query.where(SUBMISSIONS.c.target == target)
+    if subject is not None:
+        query = query.where(SUBMISSIONS.c.subject == subject)
+    return session.execute(query).mappings().all()
+
+
+def _check_nonces(session: Session, fresh: list[tuple[int, Checked]], field_prefix: str | None) -> None:
+    def prefix(index: int) -> str:
+        return "nonce" if field_prefix is None else f"{field_prefix}[{index}].nonce"
+
+    pairs: dict[tuple[str, str], int] = {}
+    for index, one in fresh:
+        pair = (one.organisation, str(one.message["nonce"]))
+        if pair in pairs:
+            raise Conflict(prefix(index), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
+        pairs[pair] = index
+    for chunk in chunks(list(pairs), 300):
+        used = session.execute(
+            select(SUBMISSIONS.c.issuer, SUBMISSIONS.c.nonce).where(
+                tuple_(SUBMISSIONS.c.issuer, SUBMISSIONS.c.nonce).in_(chunk)
+            )
+        ).first()
+        if used is not None:
+            reason = f"{used[0]} already used nonce {used[1]} for another message (a replay?)"
+            raise Conflict(prefix(pairs[(used[0], used[1])]), "NonceUsed", reason)
+
+
+def _store(session: Session, registry: SignedRegistry, fresh: list[tuple[Checked, Placement]]) -> None:
+    if not fresh:
+        return
+    now = utcnow()
+    session.execute(
+        insert(SUBMISSIONS),
+        [
+            {
+                "id": c.hex_id, "type": c.type, "issuer": c.organisation, "nonce": str(c.message["nonce"]),
+                "subject": p.subject, "target": p.target, "signer": c.signer, "message": to_json(c.message),
+                "signature": "0x" + c.signature.hex(), "created_at": now,
+            }
+            for c, p in fresh
+        ],
+    )  # fmt: skip
+    session.execute(
+        insert(OUTBOX),
+        [
+            {
+                "id": c.hex_id, "contract": registry.contract, "function": registry.type(c.type).function,
+                "calldata": registry.calldata(c.type, c.message, c.signature), "status": "accepted",
+                "attempts": 0, "created_at": now, "updated_at": now,
+            }
+            for c, _ in fresh
+        ],
+    )  # fmt: skip
