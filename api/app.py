@@ -12,9 +12,13 @@ from api.metrics import CredtraceCollector
 from api.ratelimit import PublicRateLimiter
 from api.routes import feed as feed_routes  # feed and webhooks: api/routes/feed.py
 from api.routes import health, members, metrics, persons, records, writes
+from api.routes import logistics as logistics_routes  # logistics credit (C6): api/routes/logistics.py, api/logistics.py
+from api.routes import payments as payment_routes  # online payment management: api/routes/payments.py
+from api.routes import protection as protection_routes  # consumer protection (C7): api/routes/protection.py
 from api.routes import public as public_routes  # status: api/routes/public.py
 from api.routes import scan as scan_routes  # consumer scan: api/routes/scan.py, api/scan.py
 from api.routes import status as status_routes  # status: api/routes/status.py
+from api.routes import supervision as supervision_routes  # supervision (C12): api/routes/supervision.py
 from api.routes import trace as trace_routes  # traceability, producers and actors: api/routes/trace.py
 from api.routes import webhooks as webhook_routes  # feed and webhooks: api/routes/webhooks.py
 from api.status import install as install_status  # status: catalogue and in-memory status cache
@@ -47,5 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (feed_routes, webhook_routes):  # feed and webhooks
         app.include_router(module.router)
     app.include_router(trace_routes.router)  # traceability writes and proofs (before the scan's /v1/trace/{path})
+    app.include_router(payment_routes.router)  # online payment management (C11)
+    app.include_router(protection_routes.router)  # consumer protection (C7): funds, cases, summary, risks
+    app.include_router(supervision_routes.router)  # inter-department supervision (C12): cases, joint decisions
     scan_routes.install(app)  # consumer scan: GET /v1/trace/01/…, GET /t/01/… (after the status cache)
+    logistics_routes.install(app)  # logistics credit: /v1/logistics (after the status cache, for the blacklist)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_
@@ -230,7 +231,8 @@ def _check_nonces(session: Session, fresh: list[tuple[int, _Checked]], field_pre
 def _store(session: Session, fresh: list[_Checked]) -> None:
     if not fresh:
         return
-    now = utcnow()
+    base = utcnow()  # one microsecond apart, in batch order: the relayer sends by (created_at, id), and a record
+    stamps = [base + timedelta(microseconds=i) for i in range(len(fresh))]  # comes before its closure
     session.execute(
         insert(SUBMISSIONS),
         [
@@ -239,7 +241,7 @@ def _store(session: Session, fresh: list[_Checked]) -> None:
                 "subject": c.subject, "target": c.target, "signer": c.signer, "message": credit.to_json(c.message),
                 "signature": "0x" + c.signature.hex(), "created_at": now,
             }
-            for c in fresh
+            for c, now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip
     session.execute(
@@ -250,6 +252,6 @@ def _store(session: Session, fresh: list[_Checked]) -> None:
                 "calldata": credit.calldata(c.type, c.message, c.signature, c.record), "status": "accepted",
                 "attempts": 0, "created_at": now, "updated_at": now,
             }
-            for c in fresh
+            for c, now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip

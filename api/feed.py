@@ -1,7 +1,10 @@
-"""The change feed (C4): the CreditRegistry's events, as the index holds them, in chain order behind a cursor.
+"""The change feed (C4): the registries' events, as the index holds them, in chain order behind a cursor.
 
-An item is one ``RecordIssued``, ``RecordRevoked``, ``RecordRepaired`` or ``EnforcementFiled`` row of
-``chain_event``, ordered by (block number, log index). Its cursor is an opaque token of that position and of the
+An item is one row of ``chain_event``, ordered by (block number, log index): a credit record issued, revoked or
+repaired, an enforcement receipt, or an event of another registry that lists it in its index module's ``FEED``
+(logistics evaluations, compensation cases, account bindings, supervision cases...; see :func:`sources`). A
+registry's ``FEED_ROLES`` says who may read its items: a caller sees only the sources its roles allow (supervision
+cases are for regulators and auditors, not platforms). Its cursor is an opaque token of that position and of the
 first 8 bytes of its block's hash: a fact of the chain, so it survives ``credtrace index rebuild`` and means the
 same on every API process. Reading "after" a cursor:
 
@@ -27,7 +30,8 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, and_, or_, select
@@ -52,7 +56,6 @@ TYPES: dict[str, str] = {
     "RecordRepaired": "record_repaired",
     "EnforcementFiled": "enforcement_filed",
 }
-ItemType = Literal["record_issued", "record_revoked", "record_repaired", "enforcement_filed"]
 MAX_LOG_INDEX = 2**31 - 1  # log_index is a signed 32-bit column
 _CURSOR_VERSION = 1
 _CURSOR_BYTES = 1 + 8 + 4 + 8
@@ -114,16 +117,84 @@ def parse_cursor(token: str | None, field: str = "cursor") -> Position | None:
     return Position(block, log_index, None if block_hash == _NO_HASH else block_hash)
 
 
+# sources
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """One contract's events in the feed: event name → item type, and the roles that may read them (None: all)."""
+
+    contract: str
+    types: dict[str, str]
+    roles: int | None = None
+
+
+@cache
+def sources() -> tuple[FeedSource, ...]:
+    """The CreditRegistry's items, then each registry projection's ``FEED`` (:data:`node_bridge.indexer.INDEXES`)."""
+    from node_bridge.indexer import INDEXES
+
+    found = [FeedSource(credit.CONTRACT, TYPES)]
+    for index in INDEXES:
+        feed = getattr(index, "FEED", None)
+        if feed:
+            found.append(FeedSource(index.CONTRACT, dict(feed), getattr(index, "FEED_ROLES", None)))
+    return tuple(found)
+
+
+def item_types() -> list[str]:
+    return [t for source in sources() for t in source.types.values()]
+
+
+def visible_sources(roles: int | None) -> list[FeedSource]:
+    """The sources a reader holding ``roles`` may read; ``roles`` None: every source (the system itself)."""
+    return [s for s in sources() if roles is None or s.roles is None or roles & s.roles]
+
+
+@cache
+def _struct_names(contract: str, event: str) -> dict[str, list[str]]:
+    """For each struct argument of ``contract``'s ``event``: its field names, from the ABI."""
+    from node_bridge.compiler import artifact
+
+    for entry in artifact(contract).abi:
+        if entry.get("type") == "event" and entry["name"] == event:
+            return {i["name"]: [c["name"] for c in i["components"]] for i in entry["inputs"] if i["type"] == "tuple"}
+    return {}
+
+
+def named_args(contract: str, event: str, args: dict[str, Any]) -> dict[str, Any]:
+    """An event's arguments with each struct (stored as a list) as an object keyed by its field names."""
+    structs = _struct_names(contract, event)
+    return {
+        name: dict(zip(structs[name], value, strict=False)) if name in structs and isinstance(value, list) else value
+        for name, value in args.items()
+    }
+
+
+SUBJECT_ARGS = ("subject", "merchant", "firm")
+"""Where a registry's item names its subject (first found, in its arguments or their structs)."""
+
+
+def _subject_in(data: dict[str, Any]) -> str | None:
+    for scope in (data, *(v for v in data.values() if isinstance(v, dict))):
+        for name in SUBJECT_ARGS:
+            value = scope.get(name)
+            if isinstance(value, str) and value.startswith("0x") and len(value) == 66:
+                return value
+    return None
+
+
 # filters
 
 
 class FeedItem(BaseModel):
-    """One change: a record issued, revoked or repaired, or an enforcement receipt filed."""
+    """One change: a record issued, revoked or repaired, an enforcement receipt filed, or another registry's event."""
 
     cursor: str = Field(description="resume after this item: pass it as ?cursor= or Last-Event-ID")
-    type: ItemType
-    id: str = Field(description="EIP-712 id of the signed message: the record, the closure or the receipt")
-    record_id: str = Field(description="the credit record concerned")
+    type: str = Field(description="item type: record_issued, record_revoked, record_repaired, enforcement_filed, …")
+    contract: str = Field(credit.CONTRACT, description="the registry that emitted it")
+    id: str = Field(description="EIP-712 id of the signed message: the record, the closure, the receipt, …")
+    record_id: str | None = Field(None, description="the credit record concerned (credit items)")
     subject: str | None = Field(description="0x-hex subject id (an organisation's code, padded, or a commitment)")
     subject_code: str | None = Field(description="the organisation's credit code; null for a natural person")
     kind: str | None = Field(description="kind of the record concerned, e.g. blacklist")
@@ -133,11 +204,12 @@ class FeedItem(BaseModel):
     public_until: int | None = Field(None, description="record_issued: end of the publication window")
     valid_until: int | None = Field(None, description="record_issued: end of validity")
     issuer: str | None = Field(None, description="issuing organisation (member id) of a record or closure")
-    signer: str = Field(description="address that signed the message")
+    signer: str | None = Field(description="address that signed the message")
     reason: str | None = Field(None, description="record_revoked / record_repaired: the reason given")
     platform: str | None = Field(None, description="enforcement_filed: the platform (member id)")
     measure: int | None = Field(None, description="enforcement_filed: the catalogue measure applied")
     applied_at: int | None = Field(None, description="enforcement_filed: when it was applied (unix seconds)")
+    data: dict[str, Any] | None = Field(None, description="other registries' items: the event's arguments")
     block_number: int
     block_hash: str
     block_time: int | None = Field(description="unix seconds of the block, if the index holds it")
@@ -165,8 +237,8 @@ def parse_subject(value: str, field: str) -> str:
 
 def parse_type(value: str, field: str) -> str:
     text = value.strip().lower()
-    if text not in TYPES.values():
-        raise ValidationFailed(field, f"{value!r} is not an item type ({', '.join(TYPES.values())})")
+    if text not in item_types():
+        raise ValidationFailed(field, f"{value!r} is not an item type ({', '.join(item_types())})")
     return text
 
 
@@ -281,13 +353,18 @@ def read_page(
     reorg_window: int = 64,
     chain_id: int | None = None,
     scan: int | None = None,
+    roles: int | None = None,
 ) -> Page:
-    """Items after ``after`` (None: "now"), at most ``limit``, matching ``where``; one consistent snapshot."""
+    """Items after ``after`` (None: "now"), at most ``limit``, matching ``where``; one consistent snapshot.
+
+    ``roles``: the reader's role bits, which decide the sources it sees (:func:`visible_sources`); None: all.
+    """
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":  # every query of the page sees the same index state
             connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
-            return _read(connection, after, limit, where or FeedFilter(), reorg_window, chain_id, scan)
+            sources_ = visible_sources(roles)
+            return _read(connection, after, limit, where or FeedFilter(), reorg_window, chain_id, scan, sources_)
 
 
 def _read(
@@ -298,6 +375,7 @@ def _read(
     window: int,
     chain_id: int | None,
     scan: int | None,
+    sources_: list[FeedSource],
 ) -> Page:
     if chain_id is None:
         chain_id = chain_id_of(connection)
@@ -315,9 +393,9 @@ def _read(
     while len(items) < limit and budget > 0:
         wanted = limit - len(items)
         chunk = min(budget, max(wanted, 100) if filtered else wanted)
-        rows = _rows(connection, position, chunk, chain_id)
+        rows = _rows(connection, position, chunk, chain_id, sources_)
         budget -= len(rows)
-        for item in _items(connection, rows):
+        for item in _items(connection, rows, sources_):
             last = Position.at(item.block_number, item.log_index, item.block_hash)
             if where.matches(item):
                 items.append(item)
@@ -330,21 +408,30 @@ def _read(
     if last is None:
         next_position = position if rewound is not None else after
         return Page([], next_position.token, has_more=False, rewound_to_block=rewound)
-    has_more = bool(_rows(connection, last, 1, chain_id))
+    has_more = bool(_rows(connection, last, 1, chain_id, sources_))
     return Page(items, last.token, has_more=has_more, rewound_to_block=rewound)
 
 
-def _rows(connection: Connection, after: Position, limit: int, chain_id: int | None) -> Sequence[Any]:
+def _rows(
+    connection: Connection, after: Position, limit: int, chain_id: int | None, sources_: list[FeedSource]
+) -> Sequence[Any]:
     e = EVENTS.c
+    wanted = or_(*(and_(e.contract == s.contract, e.name.in_(list(s.types))) for s in sources_))
     query = (
         select(
-            e.block_number, e.log_index, e.block_hash, e.tx_hash, e.name, e.args, BLOCKS.c.timestamp.label("block_time")
+            e.block_number,
+            e.log_index,
+            e.block_hash,
+            e.tx_hash,
+            e.contract,
+            e.name,
+            e.args,
+            BLOCKS.c.timestamp.label("block_time"),
         )
         .select_from(EVENTS.outerjoin(BLOCKS, and_(BLOCKS.c.chain_id == e.chain_id, BLOCKS.c.number == e.block_number)))
         .where(
             _on_chain(e.chain_id, chain_id),
-            e.contract == credit.CONTRACT,
-            e.name.in_(list(TYPES)),
+            wanted,
             e.block_number >= after.block,
             or_(e.block_number > after.block, e.log_index > after.log_index),
         )
@@ -354,11 +441,14 @@ def _rows(connection: Connection, after: Position, limit: int, chain_id: int | N
     return connection.execute(query).all()
 
 
-def _items(connection: Connection, rows: Sequence[Any]) -> list[FeedItem]:
+def _items(connection: Connection, rows: Sequence[Any], sources_: list[FeedSource]) -> list[FeedItem]:
     """Feed items of ``chain_event`` rows; closures and receipts get their record's subject and kind."""
-    issued = {row.args["id"]: row for row in rows if row.name == "RecordIssued"}
+    others = {s.contract: s.types for s in sources_ if s.contract != credit.CONTRACT}
+    credit_rows = [row for row in rows if row.contract == credit.CONTRACT]
+    issued = {row.args["id"]: row for row in credit_rows if row.name == "RecordIssued"}
     wanted = sorted(
-        {row.args["recordId"] if row.name == "EnforcementFiled" else row.args["id"] for row in rows} - set(issued)
+        {row.args["recordId"] if row.name == "EnforcementFiled" else row.args["id"] for row in credit_rows}
+        - set(issued)
     )
     known: dict[str, tuple[str, str | None, str]] = {}  # record id -> (subject, subject code, kind)
     for chunk in chunks(wanted, IN_CHUNK):
@@ -373,14 +463,29 @@ def _items(connection: Connection, rows: Sequence[Any]) -> list[FeedItem]:
         a: dict[str, Any] = row.args
         common: dict[str, Any] = {
             "cursor": Position.at(row.block_number, row.log_index, row.block_hash).token,
-            "type": TYPES[row.name],
-            "signer": a["signer"],
+            "type": TYPES[row.name] if row.contract == credit.CONTRACT else others[row.contract][row.name],
+            "signer": a.get("signer"),
             "block_number": row.block_number,
             "block_hash": row.block_hash,
             "block_time": row.block_time,
             "tx_hash": row.tx_hash,
             "log_index": row.log_index,
         }
+        if row.contract != credit.CONTRACT:
+            data = named_args(row.contract, row.name, a)
+            subject = _subject_in(data)
+            items.append(
+                FeedItem(
+                    **common,
+                    contract=row.contract,
+                    id=str(a.get("id") or f"{row.tx_hash}:{row.log_index}"),
+                    subject=subject,
+                    subject_code=subject_code(bytes.fromhex(subject[2:])) if subject else None,
+                    kind=None,
+                    data=data,
+                )
+            )
+            continue
         if row.name == "RecordIssued":
             record = record_from_event(a["record"])
             known[a["id"]] = (a["subject"], subject_code(record["subject"]), Kind(record["kind"]).slug)

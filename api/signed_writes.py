@@ -12,6 +12,10 @@ fails names its position and field (``messages[3].signature``). For each message
    seeing the messages before it in the batch;
 4. each (organisation, nonce) is used once.
 
+A type whose ``signer_field`` is a ``bytes32[]`` is signed by each organisation it names (a joint decision): the
+signer's organisation must be one of them, and each signature is accepted and queued under its own id,
+``keccak256(digest ‖ organisation)`` (the digest stays the message's id; the registry's ``check`` recomputes it).
+
 Accepted messages are kept as signed (``signed_submission``) and queued (``outbox``) in the caller's SQL transaction;
 the same signed message submitted again gives the same id and no second row.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, insert, select, tuple_
@@ -28,7 +33,7 @@ from sqlmodel import Session
 from api.signers import Signers
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge.consortium import Role
-from node_bridge.eip712 import Domain, recover, to_bytes
+from node_bridge.eip712 import Domain, keccak, recover, to_bytes
 from node_bridge.models import OutboxEntry, SignedSubmission, utcnow
 from node_bridge.outbox import record_hex
 from node_bridge.projections import chunks, table_of
@@ -141,8 +146,14 @@ def _verify(registry: SignedRegistry, domain: Domain, signers: Signers, item: Si
             f"another chain or contract than chain {domain.chain_id}, {domain.verifying_contract})"
         )
     organisation, roles = standing
-    named = "0x" + message[kind.signer_field].hex()
-    if organisation != named:
+    named_value = message[kind.signer_field]
+    if isinstance(named_value, list):  # a message several organisations sign (a joint decision): one of them
+        if organisation not in {"0x" + v.hex() for v in named_value}:
+            raise NotAuthorised(
+                f"{kind.signer_field}: signer {signer} signs for {organisation}, which the message does not name"
+            )
+        digest = keccak(digest + bytes.fromhex(organisation[2:]))  # each signature its own submission
+    elif organisation != (named := "0x" + named_value.hex()):
         raise NotAuthorised(
             f"{kind.signer_field}: the message names {named} but signer {signer} signs for {organisation}"
         )
@@ -208,7 +219,8 @@ def _check_nonces(session: Session, fresh: list[tuple[int, Checked]], field_pref
 def _store(session: Session, registry: SignedRegistry, fresh: list[tuple[Checked, Placement]]) -> None:
     if not fresh:
         return
-    now = utcnow()
+    base = utcnow()  # one microsecond apart, in batch order: the relayer sends by (created_at, id), and a case's
+    stamps = [base + timedelta(microseconds=i) for i in range(len(fresh))]  # steps must land in the order checked
     session.execute(
         insert(SUBMISSIONS),
         [
@@ -217,7 +229,7 @@ def _store(session: Session, registry: SignedRegistry, fresh: list[tuple[Checked
                 "subject": p.subject, "target": p.target, "signer": c.signer, "message": to_json(c.message),
                 "signature": "0x" + c.signature.hex(), "created_at": now,
             }
-            for c, p in fresh
+            for (c, p), now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip
     session.execute(
@@ -228,6 +240,6 @@ def _store(session: Session, registry: SignedRegistry, fresh: list[tuple[Checked
                 "calldata": registry.calldata(c.type, c.message, c.signature), "status": "accepted",
                 "attempts": 0, "created_at": now, "updated_at": now,
             }
-            for c, _ in fresh
+            for (c, _), now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip

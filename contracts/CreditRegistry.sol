@@ -33,7 +33,8 @@ contract CreditRegistry is ICreditRegistry, EIP712, BatchCall {
     uint8 private constant _REGULATOR = 1;
     uint8 private constant _PLATFORM = 2;
     uint8 private constant _CERTIFIER = 16;
-    uint8 private constant _KIND_COUNT = 11;
+    uint8 private constant _PAYMENT = 32;
+    uint8 private constant _KIND_COUNT = 12;
     uint8 private constant _RELATION_COUNT = 4;
     uint8 private constant _CLOSED_REVOKED = 1;
     uint8 private constant _CLOSED_REPAIRED = 2;
@@ -52,10 +53,10 @@ contract CreditRegistry is ICreditRegistry, EIP712, BatchCall {
     );
 
     /// @dev {_requiredRoles}: byte k is the roles kind k requires (see the table there).
-    uint256 private constant _REQUIRED_ROLES = uint256(_CERTIFIER) << 80 | uint256(_REGULATOR | _PLATFORM) << 72
-        | uint256(_REGULATOR) << 64 | uint256(_REGULATOR) << 56 | uint256(_REGULATOR) << 48 | uint256(_REGULATOR) << 40
-        | uint256(_REGULATOR) << 32 | uint256(_REGULATOR) << 24 | uint256(_REGULATOR) << 16 | uint256(_REGULATOR) << 8
-        | uint256(_REGULATOR | _PLATFORM);
+    uint256 private constant _REQUIRED_ROLES = uint256(_REGULATOR | _PAYMENT) << 88 | uint256(_CERTIFIER) << 80
+        | uint256(_REGULATOR | _PLATFORM) << 72 | uint256(_REGULATOR) << 64 | uint256(_REGULATOR) << 56
+        | uint256(_REGULATOR) << 48 | uint256(_REGULATOR) << 40 | uint256(_REGULATOR) << 32 | uint256(_REGULATOR) << 24
+        | uint256(_REGULATOR) << 16 | uint256(_REGULATOR) << 8 | uint256(_REGULATOR | _PLATFORM);
     /// @dev {_isListKind}: bit k is set for the list kinds.
     uint256 private constant _LIST_KINDS = 1 << uint8(Kind.RED_LIST) | 1 << uint8(Kind.BLACKLIST);
 
@@ -475,8 +476,8 @@ contract CreditRegistry is ICreditRegistry, EIP712, BatchCall {
 
     /// @dev The roles a kind requires, from a table of one byte per kind (kind 0 in the lowest byte): decisions
     /// need a REGULATOR; COMMITMENT (0) and LOGISTICS_EVALUATION (9) a REGULATOR or PLATFORM;
-    /// REAL_NAME_CERTIFICATION (10) a CERTIFIER. A kind past the table ({_close} may see one: its record was not
-    /// shape-checked) is a decision, as before.
+    /// REAL_NAME_CERTIFICATION (10) a CERTIFIER; PAYMENT_VIOLATION (11) a PAYMENT member or a REGULATOR. A kind
+    /// past the table ({_close} may see one: its record was not shape-checked) is a decision, as before.
     function _requiredRoles(uint8 kind) private pure returns (uint8) {
         if (kind >= _KIND_COUNT) return _REGULATOR;
         return uint8(_REQUIRED_ROLES >> (uint256(kind) << 3));

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IConsortium} from "./interfaces/IConsortium.sol";
 import {ITraceRegistry} from "./interfaces/ITraceRegistry.sol";
 import {BatchCall} from "./utils/BatchCall.sol";
+import {MemberSigned} from "./utils/MemberSigned.sol";
 
 /// @title TraceRegistry
 /// @notice Code batches committed by producers and the append-only chain of anchored checkpoint batch roots. See
@@ -21,7 +21,7 @@ import {BatchCall} from "./utils/BatchCall.sol";
 /// rewrite each), ~9,700 for the Consortium lookup (a cold account and three cold slots), 3,000 ecrecover, ~2,700
 /// the log. Anchors sent together through {batch} share the intrinsic and cold costs: two cost ~68.3k.
 /// Sizes stay below 2^48 and times below 2^40, so every index can hold them in a signed 64-bit integer.
-contract TraceRegistry is ITraceRegistry, EIP712, BatchCall {
+contract TraceRegistry is ITraceRegistry, MemberSigned, BatchCall {
     uint8 private constant _REGULATOR = 1;
     uint8 private constant _PRODUCER = 8;
     uint256 private constant _MAX_SIZE = 2 ** 48 - 1;
@@ -38,18 +38,12 @@ contract TraceRegistry is ITraceRegistry, EIP712, BatchCall {
         "Anchor(uint64 index,bytes32 root,uint64 size,bytes32 previousRoot,uint64 firstTime,uint64 lastTime)"
     );
 
-    /// @dev secp256k1n / 2: OpenZeppelin's ECDSA rejects a larger `s` (malleable signature).
-    uint256 private constant _HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
-
-    IConsortium private immutable _consortium;
     bytes32 private _lastRoot;
     uint64 private _anchoredCount;
     mapping(bytes32 id => bool committed) private _committed;
 
     /// @param consortium_ The Consortium whose members and keys may sign.
-    constructor(IConsortium consortium_) EIP712("credtrace TraceRegistry", "1") {
-        _consortium = consortium_;
-    }
+    constructor(IConsortium consortium_) MemberSigned(consortium_, "credtrace TraceRegistry") {}
 
     /// @inheritdoc ITraceRegistry
     function commitCodes(CodeBatch calldata batch_, bytes calldata signature) external {
@@ -128,69 +122,6 @@ contract TraceRegistry is ITraceRegistry, EIP712, BatchCall {
     /// @inheritdoc ITraceRegistry
     function hashAnchor(Anchor calldata a) external view returns (bytes32) {
         return _hashTypedDataV4(_anchorHash(a));
-    }
-
-    /// @inheritdoc ITraceRegistry
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
-    /// @notice The Consortium this registry trusts for members, roles and keys.
-    function consortium() external view returns (IConsortium) {
-        return _consortium;
-    }
-
-    // signer
-
-    /// @dev The signer of `digest`, its organisation and that organisation's roles; reverts unless it is an
-    /// active key of an Active member (roles are zero otherwise, see `Consortium.signerStanding`).
-    function _standing(bytes32 digest, bytes calldata signature)
-        private
-        view
-        returns (address signer, bytes32 organisation, uint8 roles)
-    {
-        signer = _recover(digest, signature);
-        // `_consortium.signerStanding(signer)`, by hand: revert data is bubbled up, short or ill-typed answers
-        // revert empty, as Solidity's high-level call would.
-        IConsortium consortium_ = _consortium;
-        bytes4 selector = IConsortium.signerStanding.selector;
-        uint256 answer;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, selector)
-            mstore(add(m, 0x04), signer)
-            if iszero(staticcall(gas(), consortium_, m, 0x24, 0, 0x40)) {
-                returndatacopy(m, 0, returndatasize())
-                revert(m, returndatasize())
-            }
-            if lt(returndatasize(), 0x40) { revert(0, 0) }
-            organisation := mload(0)
-            answer := mload(0x20)
-        }
-        if (answer > type(uint8).max) revert();
-        roles = uint8(answer);
-        if (roles == 0) revert NotActiveSigner(signer);
-    }
-
-    /// @dev OpenZeppelin's `ECDSA.tryRecoverCalldata`, every error reported as {InvalidSignature}: the signature
-    /// must be 65 bytes (r, s, v), `s` at most half the curve order, and the precompile must return an address
-    /// (it returns nothing for a bad `v` or a point off the curve).
-    function _recover(bytes32 digest, bytes calldata signature) private view returns (address signer) {
-        assembly ("memory-safe") {
-            if eq(signature.length, 65) {
-                let s := calldataload(add(signature.offset, 0x20))
-                if iszero(gt(s, _HALF_ORDER)) {
-                    let m := mload(0x40)
-                    mstore(m, digest)
-                    mstore(add(m, 0x20), byte(0, calldataload(add(signature.offset, 0x40)))) // v
-                    mstore(add(m, 0x40), calldataload(signature.offset)) // r
-                    mstore(add(m, 0x60), s)
-                    if iszero(staticcall(gas(), 1, m, 0x80, 0, 0x20)) { revert(0, 0) }
-                    signer := mul(mload(0), eq(returndatasize(), 0x20))
-                }
-            }
-        }
-        if (signer == address(0)) revert InvalidSignature();
     }
 
     // shape of a code batch

@@ -10,7 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credtrace.cli_logistics import logistics_app  # logistics credit (C6)
+from credtrace.cli_payments import payment_app  # online payment management (C11)
+from credtrace.cli_protection import protection_app  # consumer protection (C7)
 from credtrace.cli_records import record_app
+from credtrace.cli_supervision import supervision_app  # inter-department supervision (C12)
 from credtrace.errors import CredtraceError
 from credtrace.keys import list_keys, new_key
 from credtrace.settings import get_settings
@@ -27,6 +31,10 @@ apikey_app = typer.Typer(  # access
 )
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(record_app, name="record")
+app.add_typer(protection_app, name="protection")  # consumer protection (C7)
+app.add_typer(supervision_app, name="supervision")  # inter-department supervision (C12)
+app.add_typer(logistics_app, name="logistics")  # logistics credit (C6)
+app.add_typer(payment_app, name="payments")  # online payment management (C11)
 console = Console(stderr=True)
 out = Console()
 

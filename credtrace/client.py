@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from credtrace.errors import CredtraceError
 from node_bridge import credit
 from node_bridge.credit import Kind, Relation, Tier
+from node_bridge.eip712 import Domain
 
 
 class ApiError(CredtraceError):
@@ -140,3 +141,108 @@ class CredtraceClient:
 
     def statuses(self, subjects: Sequence[str]) -> dict[str, Any]:
         return dict(self._json(self.http.post("/v1/subjects/status:batch", json={"subjects": list(subjects)})))
+
+    # online payment management (C11)
+
+    def payment_domain(self) -> Domain:
+        """The PaymentRegistry's EIP-712 domain, as the API publishes it."""
+        from node_bridge.payments import REGISTRY
+
+        published = self._json(self.http.get("/v1/payments/eip712"))["domain"]
+        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+
+    def submit_payments(self, kind: str, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Submit signed ``bindings``, ``unbindings`` or ``signals`` (batches of up to 1,000); returns the accepted."""
+        accepted: list[dict[str, Any]] = []
+        for start in range(0, len(signed), 1000):
+            body = {"messages": list(signed[start : start + 1000])}
+            accepted.extend(self._json(self.http.post(f"/v1/payments/{kind}", json=body))["accepted"])
+        return accepted
+
+    def payment_alerts(self, **params: Any) -> list[dict[str, Any]]:
+        """``GET /v1/payments/alerts`` with its filters (kind, subject, account, from_block, limit)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return list(self._json(self.http.get("/v1/payments/alerts", params=query)))
+
+    def payment_merchant(self, subject: str) -> dict[str, Any]:
+        return dict(self._json(self.http.get(f"/v1/payments/merchants/{subject}")))
+
+    # logistics credit (C6)
+
+    def logistics_domain(self) -> Any:
+        """The LogisticsRegistry's EIP-712 domain (a :class:`node_bridge.eip712.Domain`), as the API publishes it."""
+        from node_bridge.logistics import REGISTRY
+
+        published = self._json(self.http.get("/v1/logistics/eip712"))["domain"]
+        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+
+    def submit_logistics(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Submit signed logistics messages (batches of up to 1,000); returns what was accepted."""
+        accepted: list[dict[str, Any]] = []
+        for start in range(0, len(signed), 1000):
+            body = {"messages": list(signed[start : start + 1000])}
+            accepted.extend(self._json(self.http.post("/v1/logistics/messages", json=body))["accepted"])
+        return accepted
+
+    def logistics_firm(self, firm: str) -> dict[str, Any]:
+        return dict(self._json(self.http.get(f"/v1/logistics/firms/{firm}")))
+
+    def logistics_access(self, firms: Sequence[str], full: bool = False) -> dict[str, Any]:
+        body = {"firms": list(firms), "detail": "full" if full else "compact"}
+        return dict(self._json(self.http.post("/v1/logistics/access:batch", json=body)))
+
+    # inter-department supervision (C12)
+
+    def supervision_domain(self) -> Domain:
+        """The SupervisionRegistry's EIP-712 domain, as the API publishes it."""
+        from node_bridge.supervision import REGISTRY
+
+        published = self._json(self.http.get("/v1/supervision/eip712"))["domain"]
+        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+
+    def supervision_submit(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Submit signed case entries (each with its ``text`` when it signs a ``noteHash``)."""
+        answer = self._json(self.http.post("/v1/supervision/entries", json={"entries": list(entries)}))
+        return list(answer["accepted"])
+
+    def joint_sign(self, signed: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit one department's signature of a joint decision."""
+        return dict(self._json(self.http.post("/v1/supervision/joint-decisions", json=dict(signed))))
+
+    def case(self, case_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.get(f"/v1/supervision/cases/{case_id}")))
+
+    def cases(self, **params: Any) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self._json(self.http.get("/v1/supervision/cases", params=query)))
+
+    def overdue(self) -> dict[str, Any]:
+        return dict(self._json(self.http.get("/v1/supervision/overdue")))
+
+    # consumer protection (C7)
+
+    def protection_domain(self) -> Domain:
+        """The ProtectionRegistry's EIP-712 domain, as the API publishes it."""
+        from node_bridge.protection import REGISTRY as PROTECTION
+
+        published = self._json(self.http.get("/v1/protection/eip712"))["domain"]
+        return PROTECTION.domain(published["chainId"], published["verifyingContract"])
+
+    def submit_protection(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Submit signed fund declarations and case steps (batches of up to 1,000, in order)."""
+        accepted: list[dict[str, Any]] = []
+        for start in range(0, len(signed), 1000):
+            body = {"messages": list(signed[start : start + 1000])}
+            accepted.extend(self._json(self.http.post("/v1/protection/messages", json=body))["accepted"])
+        return accepted
+
+    def protection_case(self, case_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.get(f"/v1/protection/cases/{case_id}")))
+
+    def protection_summary(self, platform: str, at: int | None = None) -> dict[str, Any]:
+        params = {"at": at} if at is not None else {}
+        return dict(self._json(self.http.get(f"/v1/protection/platforms/{platform}/summary", params=params)))
+
+    def protection_risks(self, grace_days: int | None = None) -> dict[str, Any]:
+        params = {"grace_days": grace_days} if grace_days is not None else {}
+        return dict(self._json(self.http.get("/v1/protection/risks", params=params)))

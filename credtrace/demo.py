@@ -101,6 +101,18 @@ def seed(settings: Settings, w3: Web3, deployment: Deployment, sender: Sender) -
     from credtrace.demo_trace import seed_trace  # traceability: product, lot, codes, a custody chain
 
     summary["trace"] = seed_trace(settings, w3, deployment)
+    from credtrace.demo_protection import seed_protection  # consumer protection: a fund, compensation cases
+
+    summary["protection"] = seed_protection(settings, w3, deployment, sender)
+    from credtrace.demo_payments import seed_payments  # online payment management: bindings, signals, a violation
+
+    summary["payments"] = seed_payments(settings, w3, deployment, sender)
+    from credtrace.demo_logistics import seed_logistics  # logistics credit: firms, a courier, evaluations, rules
+
+    summary["logistics"] = seed_logistics(settings, w3, deployment, sender)
+    from credtrace.demo_supervision import seed_supervision  # supervision: a joint case, an overdue referral
+
+    summary["supervision"] = seed_supervision(settings, w3, deployment, sender)
     _marker(settings).write_text(json.dumps(summary, indent=2))
     demo_api_keys(settings)
     return admitted

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     person_pepper: SecretStr | None = Field(
         None, description="Pepper of natural persons' lookup keys; default: <data dir>/person-pepper (0600)."
     )
+    account_pepper: SecretStr | None = Field(
+        None, description="Consortium secret (hex) keying settlement account hashes; default <data dir>/account-pepper."
+    )
     strict_org_code: bool = Field(
         False, description="Reject (not just warn about) a credit code whose GB 11714 check digit is wrong."
     )

@@ -45,7 +45,7 @@ from api.feed import FeedFilter, head_cursor, parse_cursor, read_page
 from credtrace import __version__
 from credtrace.errors import NotFound, ValidationFailed
 from credtrace.settings import Settings
-from node_bridge.models import IndexerCheckpoint, utcnow
+from node_bridge.models import IndexerCheckpoint, Member, utcnow
 
 if __name__ == "__main__":
     # `python -m credtrace.webhooks` runs this file as __main__; its tables must be defined once, by the importable
@@ -104,6 +104,13 @@ class WebhookSubscription(SQLModel, table=True):
     @property
     def where(self) -> FeedFilter:
         return FeedFilter(frozenset(self.subjects), frozenset(self.kinds), frozenset(self.types))
+
+
+def _member_roles(session: Session, member_id: str) -> int:
+    """The roles the chain gives a subscription's owner now (none if it is no longer an active member): the feed
+    sources it may receive, as for its API key."""
+    member = session.get(Member, member_id)
+    return member.roles if member is not None and member.status == "active" else 0
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -399,6 +406,7 @@ class Dispatcher:
                 limit=self.settings.webhook_batch_size,
                 where=subscription.where,
                 reorg_window=self.settings.reorg_window,
+                roles=_member_roles(session, subscription.member_id),
             )
             if not page.items:
                 if page.next_cursor != subscription.cursor:  # skipped rows the filters refuse, or a rewind

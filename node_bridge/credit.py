@@ -46,6 +46,7 @@ class Kind(enum.IntEnum):
     PERSONAL_INFORMATION_ABUSE = 8
     LOGISTICS_EVALUATION = 9
     REAL_NAME_CERTIFICATION = 10
+    PAYMENT_VIOLATION = 11
 
     @property
     def slug(self) -> str:
@@ -85,6 +86,7 @@ REQUIRED_ROLES: dict[Kind, Role] = {
     Kind.COMMITMENT: Role.REGULATOR | Role.PLATFORM,
     Kind.LOGISTICS_EVALUATION: Role.REGULATOR | Role.PLATFORM,
     Kind.REAL_NAME_CERTIFICATION: Role.CERTIFIER,
+    Kind.PAYMENT_VIOLATION: Role.PAYMENT | Role.REGULATOR,
 }
 LIST_KINDS = {Kind.RED_LIST: "red", Kind.BLACKLIST: "black"}
 """The kinds that put a subject on a list other contracts can ask about (``isRedListed``, ``isBlacklisted``)."""

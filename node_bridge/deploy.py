@@ -20,7 +20,14 @@ from credtrace.keys import key_info
 from node_bridge.compiler import artifact
 from node_bridge.transactions import Sender
 
-REGISTRIES = ("CreditRegistry", "TraceRegistry")
+REGISTRIES = (
+    "CreditRegistry",
+    "TraceRegistry",
+    "LogisticsRegistry",
+    "ProtectionRegistry",
+    "PaymentRegistry",
+    "SupervisionRegistry",
+)
 """The contracts deployed after the Consortium, each constructed with the Consortium's address."""
 CONTRACTS = ("Consortium", *REGISTRIES)
 """What a deployment holds; a recorded deployment missing one is deployed again."""

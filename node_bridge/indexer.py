@@ -42,7 +42,15 @@ from web3 import Web3
 
 from credtrace.errors import ChainUnavailable, CredtraceError
 from credtrace.settings import Settings
-from node_bridge import credit_index, projections, trace_index
+from node_bridge import (
+    credit_index,
+    logistics_index,
+    payment_index,
+    projections,
+    protection_index,
+    supervision_index,
+    trace_index,
+)
 from node_bridge.compiler import artifact
 from node_bridge.deploy import Deployment
 from node_bridge.events import DecodedEvent, EventDecoder
@@ -54,7 +62,7 @@ log = logging.getLogger("node_bridge.indexer")  # the same name when run with -m
 BLOCKS = projections.table_of(IndexedBlock)
 CHECKPOINTS = projections.table_of(IndexerCheckpoint)
 EVENTS = projections.table_of(ChainEvent)
-INDEXES = (credit_index, trace_index)
+INDEXES = (credit_index, trace_index, logistics_index, protection_index, payment_index, supervision_index)
 """The registries' projections: each has ``project(connection, events, block_times)``, ``rollback(connection,
 above)`` and ``TABLES`` (its index tables, cleared and compared by :mod:`node_bridge.rebuild`)."""
 MAX_BACKOFF = 30.0

@@ -118,8 +118,11 @@ def _value(value: Any, name: str, abi_type: str, is_subject: bool, max_text: int
             raise ValidationFailed(name, f"holds {len(value)} items; at most {MAX_ARRAY}")
         return [_value(v, f"{name}[{i}]", abi_type[:-2], is_subject, max_text) for i, v in enumerate(value)]
     if abi_type == "bytes32":
-        if is_subject:
-            return subject_id(value) if isinstance(value, str) else _bytes32(value, name)
+        if is_subject and isinstance(value, str):
+            try:
+                return subject_id(value)
+            except ValidationFailed as exc:  # subject_id names its field "subject"; ours may be "merchant"
+                raise ValidationFailed(name, exc.reason) from None
         return _bytes32(value, name)
     if abi_type.startswith("uint"):
         number = to_int(value, name)

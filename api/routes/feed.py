@@ -55,7 +55,9 @@ def feed(
 ) -> FeedPage:
     """Status changes after ``cursor``, in chain order, at most ``limit``; read on with ``next_cursor``."""
     where = FeedFilter.parse(subject, kind, type)
-    page = read_page(engine, parse_cursor(cursor), limit=limit, where=where, reorg_window=settings.reorg_window)
+    page = read_page(
+        engine, parse_cursor(cursor), limit=limit, where=where, reorg_window=settings.reorg_window, roles=caller.roles
+    )
     return FeedPage(
         items=page.items, next_cursor=page.next_cursor, has_more=page.has_more, rewound_to_block=page.rewound_to_block
     )
@@ -93,6 +95,7 @@ async def feed_stream(
     start = parse_cursor(last_event_id, "Last-Event-ID") if last_event_id else parse_cursor(cursor)
     hub = feed_hub(request)
     window = settings.reorg_window
+    roles = int(caller.roles)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         position: Position | None = start
@@ -100,7 +103,7 @@ async def feed_stream(
             while True:
                 changed = hub.changed()  # before reading: a move while we read still wakes us
                 page = await run_in_threadpool(
-                    read_page, engine, position, limit=STREAM_BATCH, where=where, reorg_window=window
+                    read_page, engine, position, limit=STREAM_BATCH, where=where, reorg_window=window, roles=roles
                 )
                 if page.rewound_to_block is not None:
                     data = json.dumps({"rewound_to_block": page.rewound_to_block, "cursor": page.next_cursor})

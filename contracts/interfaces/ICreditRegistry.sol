@@ -11,7 +11,8 @@ pragma solidity 0.8.28;
 /// records. Every field of every record is in its event, so an index can be rebuilt from the chain alone.
 interface ICreditRegistry {
     /// @notice Record kinds (C3). Decisions need a REGULATOR; commitments and logistics evaluations a PLATFORM or
-    /// REGULATOR (as countersigner); real-name certifications a CERTIFIER.
+    /// REGULATOR (as countersigner); real-name certifications a CERTIFIER; payment violations a PAYMENT member or a
+    /// REGULATOR.
     enum Kind {
         COMMITMENT,
         ADMINISTRATIVE_PENALTY,
@@ -23,7 +24,8 @@ interface ICreditRegistry {
         COUNTERFEIT_SUBSTANDARD,
         PERSONAL_INFORMATION_ABUSE,
         LOGISTICS_EVALUATION,
-        REAL_NAME_CERTIFICATION
+        REAL_NAME_CERTIFICATION,
+        PAYMENT_VIOLATION
     }
 
     /// @notice Where a record is in its lifecycle, as {recordState} computes it now.

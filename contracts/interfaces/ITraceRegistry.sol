@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
+import {IMemberSigned} from "./IMemberSigned.sol";
+
 /// @title Product traceability of credtrace: committed code batches and anchored checkpoint batches
 /// @notice Producers commit each batch of serialized trace codes as one RFC 6962 Merkle root over the code ids
 /// (`CodeBatch`), and the anchorer chains the roots of batches of signed checkpoint events (`Anchor`): index,
@@ -9,7 +11,7 @@ pragma solidity 0.8.28;
 /// standing in the Consortium and the role itself. No code or event is stored one by one: a commit costs one
 /// flag, an anchor rewrites the last root and the count. Every signed field is in an event, so an index can be
 /// rebuilt from the chain alone.
-interface ITraceRegistry {
+interface ITraceRegistry is IMemberSigned {
     /// @notice A batch of `count` trace codes of lot `lot` of trade item `gtin` (GTIN-14), committed by the
     /// PRODUCER `producer` (its Consortium id) as `root`, the RFC 6962 (SHA-256) root over the codes' ids
     /// (`keccak256` of each GS1 Digital Link path), in leaf order. `nonce` makes twin batches distinct. The GTIN
@@ -55,11 +57,6 @@ interface ITraceRegistry {
         uint64 lastTime,
         address signer
     );
-
-    /// @notice The signature does not recover to an address (wrong length, high `s`, bad `v` or point).
-    error InvalidSignature();
-    /// @notice `signer` is not an active key of an Active member.
-    error NotActiveSigner(address signer);
     /// @notice The batch names producer `claimed` but `signer` signs for `actual`.
     error ProducerMismatch(bytes32 claimed, bytes32 actual);
     /// @notice The signer's organisation does not hold PRODUCER.
@@ -110,7 +107,4 @@ interface ITraceRegistry {
 
     /// @notice The EIP-712 digest of an anchor.
     function hashAnchor(Anchor calldata a) external view returns (bytes32);
-
-    /// @notice The EIP-712 domain separator of this contract.
-    function domainSeparator() external view returns (bytes32);
 }

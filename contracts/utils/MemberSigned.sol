@@ -62,7 +62,25 @@ abstract contract MemberSigned is IMemberSigned, EIP712 {
         returns (address signer, bytes32 organisation, uint8 roles)
     {
         signer = _recover(digest, signature);
-        (organisation, roles) = _consortium.signerStanding(signer);
+        // `_consortium.signerStanding(signer)`, by hand (about 1,000 gas less than the high-level call): revert
+        // data is bubbled up, short or ill-typed answers revert empty, as Solidity's call would.
+        IConsortium consortium_ = _consortium;
+        bytes4 selector = IConsortium.signerStanding.selector;
+        uint256 answer;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, selector)
+            mstore(add(m, 0x04), signer)
+            if iszero(staticcall(gas(), consortium_, m, 0x24, 0, 0x40)) {
+                returndatacopy(m, 0, returndatasize())
+                revert(m, returndatasize())
+            }
+            if lt(returndatasize(), 0x40) { revert(0, 0) }
+            organisation := mload(0)
+            answer := mload(0x20)
+        }
+        if (answer > type(uint8).max) revert();
+        roles = uint8(answer);
         if (roles == 0) revert NotActiveSigner(signer);
     }
 

@@ -6,10 +6,17 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import api.models  # noqa: F401  (registers the API's own tables: api_key, person)
-import credtrace.webhooks  # noqa: F401  (registers the webhook tables: webhook_subscription, webhook_delivery)
-import node_bridge.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from node_bridge import trace_models  # noqa: F401  (registers the traceability tables: trace_*)
+# Every module defining tables, so that SQLModel.metadata holds them all:
+import api.models  # noqa: F401  (the API's own tables: api_key, person)
+import credtrace.webhooks  # noqa: F401  (webhook_subscription, webhook_delivery)
+import node_bridge.models  # noqa: F401  (the data path and the index of the Consortium and CreditRegistry)
+from node_bridge import (  # noqa: F401  (each registry's tables: trace_*, logistics_*, protection_*, payment_*, ...)
+    logistics_models,
+    payment_models,
+    protection_models,
+    supervision_models,
+    trace_models,
+)
 
 config = context.config
 target_metadata = SQLModel.metadata

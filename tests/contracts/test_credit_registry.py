@@ -64,6 +64,7 @@ ACCEPTED_ROLES: dict[Kind, set[Role]] = {kind: {Role.REGULATOR} for kind in DECI
     Kind.COMMITMENT: {Role.REGULATOR, Role.PLATFORM},
     Kind.LOGISTICS_EVALUATION: {Role.REGULATOR, Role.PLATFORM},
     Kind.REAL_NAME_CERTIFICATION: {Role.CERTIFIER},
+    Kind.PAYMENT_VIOLATION: {Role.PAYMENT, Role.REGULATOR},
 }
 """The role rule of C3, written out independently of ``credit.REQUIRED_ROLES``."""
 
@@ -465,7 +466,7 @@ def _window(effective: int, public: int, valid: int) -> Callable[[dict[str, Any]
 
 
 BAD_SHAPES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]], Callable[[dict[str, Any]], tuple]]] = {
-    "kind 11": ("InvalidKind", lambda r: {"kind": 11}, lambda r: (11,)),
+    "kind 12": ("InvalidKind", lambda r: {"kind": 12}, lambda r: (12,)),
     "kind 255": ("InvalidKind", lambda r: {"kind": 255}, lambda r: (255,)),
     "tier 3": ("InvalidTier", lambda r: {"tier": 3}, lambda r: (3,)),
     "tier 255": ("InvalidTier", lambda r: {"tier": 255}, lambda r: (255,)),
