@@ -18,8 +18,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from credtrace.cli_records import ApiKey, ApiUrl, _api_url, _issuer
-from credtrace.client import ApiError, CredtraceClient, nonces
+from credtrace.cli_signing import (
+    ApiKey,
+    ApiUrl,
+    Key,
+    Nonce,
+    Password,
+    Signed,
+    api_url,
+    deliver,
+    exit_on,
+    fresh_nonce,
+    signer_id,
+    submit_signed,
+)
+from credtrace.client import ApiError, CredtraceClient
 from credtrace.errors import CredtraceError, NotFound, ValidationFailed
 from credtrace.keys import load_key
 from credtrace.logistics_rating import Figures, Grade, file_hash, grade, load_rule, parse_version, rule_path
@@ -29,21 +42,12 @@ from node_bridge.credit import subject_code, subject_id
 from node_bridge.signed import to_json
 
 logistics_app = typer.Typer(help="Logistics credit: firms, couriers, evaluations, rating rules.", no_args_is_help=True)
-console = Console(stderr=True)
 out = Console()
 
-Key = Annotated[str, typer.Option(help="Keystore name in <data dir>/keys/.")]
-Password = Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="CREDTRACE_KEY_PASSWORD")]
 Organisation = Annotated[
     str | None, typer.Option("--org", help="Your organisation's credit code (default: from the index).")
 ]
-Nonce = Annotated[int | None, typer.Option(help="Unique per organisation (default: from the clock).")]
 Output = Annotated[Path | None, typer.Option("--out", help="Write the signed JSON here instead of submitting.")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 def _sign_and_send(
@@ -60,24 +64,14 @@ def _sign_and_send(
 ) -> None:
     """Fill in the signing organisation and the nonce, sign with ``key``, then submit (or write to ``output``)."""
     kind = logistics.REGISTRY.type(type_name)
-    try:
+    with exit_on(CredtraceError, ValueError, OSError):
         account = load_key(settings.keys_dir, key, password)
-        message = {kind.signer_field: _issuer(settings, org, account.address), **fields}
-        message["nonce"] = next(nonces()) if nonce is None else nonce
+        message = {kind.signer_field: signer_id(settings, org, account.address), **fields}
+        message["nonce"] = fresh_nonce(nonce)
         normalised = logistics.REGISTRY.normalise(type_name, to_json(message))
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            domain = client.logistics_domain()
-            body = {"type": type_name, "message": to_json(normalised),
-                    "signature": "0x" + domain.sign(account, type_name, normalised).hex()}  # fmt: skip
-            if output is not None:
-                output.write_text(json.dumps(body, indent=2) + "\n")
-                console.print(f"{type_name} 0x{domain.digest(type_name, normalised).hex()} signed into {output}")
-                return
-            accepted = client.submit_logistics([body])
-    except (CredtraceError, ValueError, OSError) as exc:
-        raise _fail(exc) from exc
-    for item in accepted:
-        typer.echo(f"{item['id']} {item['type']} {item['status']}")
+        with CredtraceClient(api_url(settings, api), api_key) as client:
+            signed = Signed.sign(client.logistics_domain(), account, type_name, normalised)
+            deliver(signed, output, client.submit_logistics)
 
 
 @logistics_app.command("register-firm")
@@ -128,12 +122,10 @@ def publish_rule(
     org: Organisation = None, nonce: Nonce = None, api: ApiUrl = None, api_key: ApiKey = None, output: Output = None,
 ) -> None:  # fmt: skip
     """Publish a rule version (REGULATOR): the keccak256 of config/logistics/rules/vN.yaml, with N."""
-    try:
+    with exit_on(CredtraceError):
         number = parse_version(version, "--rule")
         load_rule(number)  # the file must exist and be a valid rule of that version
         fields = {"version": number, "ruleHash": "0x" + file_hash(rule_path(number)).hex()}
-    except CredtraceError as exc:
-        raise _fail(exc) from exc
     _sign_and_send(get_settings(), key, password, "RatingRule", fields, org, nonce, api, api_key, output)
 
 
@@ -145,14 +137,7 @@ def submit(
 ) -> None:
     """Submit signed logistics messages written with --out."""
     settings = get_settings()
-    try:
-        bodies = [json.loads(path.read_text()) for path in files]
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            accepted = client.submit_logistics(bodies)
-    except (ApiError, OSError, ValueError) as exc:
-        raise _fail(exc) from exc
-    for item in accepted:
-        typer.echo(f"{item['id']} {item['type']} {item['status']}")
+    submit_signed(files, lambda: CredtraceClient(api_url(settings, api), api_key), CredtraceClient.submit_logistics)
 
 
 # from the chain alone
@@ -188,11 +173,9 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print the grade as JSON.")] = False,
 ) -> None:
     """Recompute a firm's grade from the chain alone: each input with its weight, the score and the grade."""
-    try:
+    with exit_on(CredtraceError, ValueError):
         version = parse_version(rule, "--rule")
         result = score_from_chain(rpc_url, firm, version)
-    except (CredtraceError, ValueError) as exc:
-        raise _fail(exc) from exc
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -223,11 +206,8 @@ def access(
 ) -> None:
     """Whether platforms must refuse these firms (graded D under the latest rule, or blacklisted), and why."""
     settings = get_settings()
-    try:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            answer = client.logistics_access(firms)
-    except (ApiError, ValidationFailed) as exc:
-        raise _fail(exc) from exc
+    with exit_on(ApiError, ValidationFailed), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.logistics_access(firms)
     table = Table(title=f"access as of block {answer['as_of_block']} (rule v{answer['rule_version']})")
     for column in ("firm", "access", "grade", "score", "reasons"):
         table.add_column(column)

@@ -9,21 +9,33 @@ keystore and submitted through the API (``--out`` writes the signed JSON instead
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from credtrace.cli_records import _api_url, _issuer
-from credtrace.client import ApiError, CredtraceClient, nonces
+from credtrace.cli_signing import (
+    ApiKey,
+    ApiUrl,
+    Key,
+    Nonce,
+    Offline,
+    Password,
+    Signed,
+    api_url,
+    deliver,
+    deployed_domain,
+    exit_on,
+    fresh_nonce,
+    print_json,
+    signer_id,
+)
+from credtrace.client import ApiError, CredtraceClient
 from credtrace.errors import CredtraceError, ValidationFailed
 from credtrace.keys import load_key
 from credtrace.settings import Settings, get_settings
-from node_bridge.consortium import member_id
-from node_bridge.eip712 import Domain, to_bytes
+from node_bridge.eip712 import to_bytes
 from node_bridge.payments import (
     BINDING,
     CONTRACT,
@@ -41,25 +53,10 @@ from node_bridge.signed import to_json
 payment_app = typer.Typer(
     help="Online payment management: account hashes, bindings, monthly signals, alerts.", no_args_is_help=True
 )
-console = Console(stderr=True)
-
-ApiKey = Annotated[
-    str | None, typer.Option(envvar="CREDTRACE_API_KEY", help="Your member API key (Bearer).", show_default=False)
-]
-ApiUrl = Annotated[str | None, typer.Option(help="API base URL (default: this machine's API).")]
-Key = Annotated[str, typer.Option(help="Keystore name in <data dir>/keys/.")]
-Password = Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="CREDTRACE_KEY_PASSWORD")]
 Payment = Annotated[
     str | None, typer.Option(help="Your organisation's credit code or 0x member id (default: from the index).")
 ]
-Nonce = Annotated[int | None, typer.Option(help="Unique per organisation (default: from the clock).")]
-Offline = Annotated[bool, typer.Option(help="Take the domain from the local deployment file.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Write the signed JSON here instead of submitting it.")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 def _hash_of(settings: Settings, account: str | None, account_hash_hex: str | None) -> bytes:
@@ -73,45 +70,20 @@ def _hash_of(settings: Settings, account: str | None, account_hash_hex: str | No
     return account_hash(load_account_pepper(settings), account, "--account")
 
 
-def _domain(settings: Settings, offline: bool, api: str | None) -> Domain:
-    if not offline:
-        with CredtraceClient(_api_url(settings, api)) as client:
-            return client.payment_domain()
-    from node_bridge.deploy import Deployment
-
-    files = sorted(settings.deployments_dir.glob("*.json"))
-    if len(files) != 1:
-        raise ValidationFailed("--offline", f"needs exactly one deployment in {settings.deployments_dir}")
-    deployment = Deployment.model_validate_json(files[0].read_text())
-    if CONTRACT not in deployment.contracts:
-        raise ValidationFailed("--offline", f"the deployment in {files[0]} has no {CONTRACT}")
-    return REGISTRY.domain(deployment.chain_id, deployment.contracts[CONTRACT].address)
-
-
-def _payment(settings: Settings, payment: str | None, address: str) -> bytes:
-    if payment is None:
-        return _issuer(settings, None, address)
-    return to_bytes(payment, "--payment") if payment.startswith("0x") else member_id(payment)
-
-
 def _sign_and_send(
     settings: Settings, kind: str, type_name: str, message: dict[str, Any], key: str, password: str,
     offline: bool, api: str | None, api_key: str | None, output: Path | None,
 ) -> None:  # fmt: skip
+    """Fill in the signing organisation, sign with ``key``, then submit to ``/v1/payments/{kind}`` (or write to
+    ``output``)."""
     account = load_key(settings.keys_dir, key, password)
     field = REGISTRY.type(type_name).signer_field
-    message[field] = _payment(settings, message.get(field), account.address)
+    message[field] = signer_id(settings, message.get(field), account.address, "--payment")
     normalised = REGISTRY.normalise(type_name, to_json(message))
-    domain = _domain(settings, offline, api)
-    signature = domain.sign(account, type_name, normalised)
-    body = {"type": type_name, "message": to_json(normalised), "signature": "0x" + signature.hex()}
-    if output is not None:
-        output.write_text(json.dumps(body, indent=2) + "\n")
-        console.print(f"{type_name} 0x{domain.digest(type_name, normalised).hex()} signed into {output}")
-        return
-    with CredtraceClient(_api_url(settings, api), api_key) as client:
-        for item in client.submit_payments(kind, [body]):
-            typer.echo(f"{item['id']} {item['type']} {item['status']}")
+    with CredtraceClient(api_url(settings, api), api_key) as client:
+        domain = deployed_domain(settings, CONTRACT, REGISTRY.domain) if offline else client.payment_domain()
+        signed = Signed.sign(domain, account, type_name, normalised)
+        deliver(signed, output, lambda bodies: client.submit_payments(kind, bodies))
 
 
 @payment_app.command("hash-account")
@@ -123,10 +95,8 @@ def hash_account(
 ) -> None:
     """Print the on-chain hash of a settlement account (HMAC-SHA256 under the consortium's account pepper)."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError):
         typer.echo("0x" + _hash_of(settings, account, None).hex())
-    except CredtraceError as exc:
-        raise _fail(exc) from None
 
 
 @payment_app.command("bind-account")
@@ -150,15 +120,13 @@ def bind_account(
 ) -> None:
     """Bind a merchant's settlement account to its subject: only the account's hash is signed and sent."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError, OSError, ValueError):
         message: dict[str, Any] = {
             "payment": payment, "subject": subject, "accountHash": _hash_of(settings, account, account_hash_hex),
             "boundAt": int(time.time()) if bound_at is None else bound_at,
-            "nonce": next(nonces()) if nonce is None else nonce,
+            "nonce": fresh_nonce(nonce),
         }  # fmt: skip
         _sign_and_send(settings, "bindings", BINDING.name, message, key, password, offline, api, api_key, output)
-    except (CredtraceError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
 
 
 @payment_app.command("unbind-account")
@@ -182,15 +150,13 @@ def unbind_account(
 ) -> None:
     """End a binding your organisation made (the account was closed or changed)."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError, OSError, ValueError):
         message: dict[str, Any] = {
             "payment": payment, "subject": subject, "accountHash": _hash_of(settings, account, account_hash_hex),
             "unboundAt": int(time.time()) if unbound_at is None else unbound_at,
-            "nonce": next(nonces()) if nonce is None else nonce,
+            "nonce": fresh_nonce(nonce),
         }  # fmt: skip
         _sign_and_send(settings, "unbindings", UNBINDING.name, message, key, password, offline, api, api_key, output)
-    except (CredtraceError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
 
 
 @payment_app.command("relate")
@@ -211,12 +177,10 @@ def relate(
     """Declare two subjects one group under one real-name controller (PAYMENT or REGULATOR): an account they
     share then raises no shared_account alert."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError, OSError, ValueError):
         message: dict[str, Any] = {"declarant": declarant, "subject": subject, "related": related,
-                                   "nonce": next(nonces()) if nonce is None else nonce}  # fmt: skip
+                                   "nonce": fresh_nonce(nonce)}  # fmt: skip
         _sign_and_send(settings, "relations", RELATION.name, message, key, password, offline, api, api_key, output)
-    except (CredtraceError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
 
 
 @payment_app.command("signal")
@@ -237,17 +201,15 @@ def signal(
 ) -> None:
     """File a merchant's monthly refund and chargeback aggregates."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError, OSError, ValueError):
         check_month(month, "--month")
         check_bps(refund_bps, "--refund-bps")
         check_bps(chargeback_bps, "--chargeback-bps")
         message: dict[str, Any] = {
             "payment": payment, "merchant": merchant, "month": month, "orders": orders, "refundBps": refund_bps,
-            "chargebackBps": chargeback_bps, "nonce": next(nonces()) if nonce is None else nonce,
+            "chargebackBps": chargeback_bps, "nonce": fresh_nonce(nonce),
         }  # fmt: skip
         _sign_and_send(settings, "signals", SIGNAL.name, message, key, password, offline, api, api_key, output)
-    except (CredtraceError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
 
 
 @payment_app.command("alerts")
@@ -260,20 +222,15 @@ def alerts(
 ) -> None:
     """Alerts with their evidence (REGULATOR, PAYMENT and AUDITOR members), as JSON."""
     settings = get_settings()
-    try:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            found = client.payment_alerts(kind=kind, subject=subject, limit=limit)
-    except ApiError as exc:
-        raise _fail(exc) from None
-    typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        found = client.payment_alerts(kind=kind, subject=subject, limit=limit)
+    print_json(found)
 
 
 @payment_app.command("merchant")
 def merchant(subject: str, api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """A merchant's bindings, monthly signals, payment violations and alerts, as JSON."""
     settings = get_settings()
-    try:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            typer.echo(json.dumps(client.payment_merchant(subject), indent=2, ensure_ascii=False))
-    except ApiError as exc:
-        raise _fail(exc) from None
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.payment_merchant(subject)
+    print_json(answer)

@@ -10,55 +10,54 @@ Case and fund ids are derived from the platform's own references (``--case QM-20
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from credtrace.cli_records import ApiKey, ApiUrl, _api_url, _issuer, _time
+from credtrace.cli_signing import (
+    ApiKey,
+    ApiUrl,
+    Key,
+    Nonce,
+    Offline,
+    Password,
+    Signed,
+    api_url,
+    console,
+    deliver,
+    deployed_domain,
+    exit_on,
+    fresh_nonce,
+    parse_time,
+    print_json,
+    signer_id,
+    submit_signed,
+)
 from credtrace.client import ApiError, CredtraceClient, nonces
 from credtrace.errors import CredtraceError, ValidationFailed
 from credtrace.keys import load_key
 from credtrace.settings import Settings, get_settings
 from node_bridge import protection
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import Domain, keccak, to_bytes
+from node_bridge.eip712 import keccak, to_bytes
 from node_bridge.protection import REGISTRY, ZERO32, Step
 from node_bridge.signed import to_json
 
 protection_app = typer.Typer(help="Consumer protection: funds, advance-compensation cases.", no_args_is_help=True)
 case_app = typer.Typer(help="Sign a step of an advance-compensation case.", no_args_is_help=True)
 protection_app.add_typer(case_app, name="case")
-console = Console(stderr=True)
 DAY = 86400
 
-Key = Annotated[str, typer.Option(help="Keystore name in <data dir>/keys/.")]
-Password = Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="CREDTRACE_KEY_PASSWORD")]
 Platform = Annotated[str | None, typer.Option(help="Your platform's credit code (default: from the index).")]
 Case = Annotated[str, typer.Option("--case", help="Your case reference (e.g. a ticket number) or a 0x case id.")]
 Merchant = Annotated[str, typer.Option(help="The merchant's credit code (or 0x subject id).")]
 At = Annotated[str | None, typer.Option(help="When it happened (unix or ISO-8601); default now.")]
-Nonce = Annotated[int | None, typer.Option(help="Unique per organisation (default: from the clock).")]
-Offline = Annotated[bool, typer.Option(help="Take the domain from the local deployment file.")]
 Submit = Annotated[bool, typer.Option(help="Submit at once instead of printing the signed JSON.")]
 Output = Annotated[Path | None, typer.Option("--out", help="Write the signed JSON here (default stdout).")]
 Decision = Annotated[str | None, typer.Option(help="Id of a credit record taken against the merchant.")]
-
-
-def _offline_domain(settings: Settings) -> Domain:
-    from node_bridge.deploy import Deployment
-
-    files = sorted(settings.deployments_dir.glob("*.json"))
-    if len(files) != 1:
-        raise ValidationFailed(
-            "--offline", f"needs exactly one deployment in {settings.deployments_dir}, found {len(files)}"
-        )
-    deployment = Deployment.model_validate_json(files[0].read_text())
-    return REGISTRY.domain(deployment.chain_id, deployment.contracts[protection.CONTRACT].address)
 
 
 def _bytes32(value: str | None, field: str) -> bytes:
@@ -76,27 +75,20 @@ def _emit(
 ) -> None:  # fmt: skip
     """Sign the message ``build(platform id)`` makes; print it, write it or submit it."""
     settings = get_settings()
-    try:
+    with exit_on(CredtraceError, ValueError, OSError):
         account = load_key(settings.keys_dir, key, password)
         message = build(settings, account.address)
         normalised = REGISTRY.normalise(kind, to_json(message))
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            domain = _offline_domain(settings) if offline else client.protection_domain()
-            signature = domain.sign(account, kind, normalised)
-            body = {"type": kind, "message": to_json(normalised), "signature": "0x" + signature.hex()}
-            if submit:
-                for item in client.submit_protection([body]):
-                    typer.echo(f"{item['id']} {item['type']} {item['status']}")
-                return
-    except (CredtraceError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    text = json.dumps(body, indent=2, ensure_ascii=False)
-    if output:
-        output.write_text(text + "\n")
-        console.print(f"{kind} 0x{domain.digest(kind, normalised).hex()} signed into {output}")
-    else:
-        typer.echo(text)
+        with CredtraceClient(api_url(settings, api), api_key) as client:
+            if offline:
+                domain = deployed_domain(settings, protection.CONTRACT, REGISTRY.domain)
+            else:
+                domain = client.protection_domain()
+            signed = Signed.sign(domain, account, kind, normalised)
+            if submit:  # --submit wins over --out
+                deliver(signed, None, client.submit_protection)
+            else:
+                deliver(signed, output)
 
 
 @protection_app.command("declare-fund")
@@ -121,12 +113,12 @@ def declare_fund(
     """Declare (version 1) or update (the next version) your consumer-protection fund."""
 
     def build(settings: Settings, address: str) -> dict[str, Any]:
-        organisation = _issuer(settings, platform, address)
-        begins = _time(start, "--start") or int(time.time())
+        organisation = signer_id(settings, platform, address)
+        begins = parse_time(start, "--start") or int(time.time())
         return {
             "platform": organisation, "fundId": protection.fund_id(organisation, ref), "version": version,
             "amount": amount, "currency": currency, "custodian": custodian, "periodStart": begins,
-            "periodEnd": begins + int(days * DAY), "nonce": next(nonces()) if nonce is None else nonce,
+            "periodEnd": begins + int(days * DAY), "nonce": fresh_nonce(nonce),
         }  # fmt: skip
 
     _emit(key, password, "FundDeclaration", build, offline, api, api_key, submit, output)
@@ -135,9 +127,9 @@ def declare_fund(
 def _step(
     settings: Settings, address: str, platform: str | None, case: str, kind: Step, merchant: str, **fields: Any
 ) -> dict[str, Any]:
-    organisation = _issuer(settings, platform, address)
+    organisation = signer_id(settings, platform, address)
     case_id = _bytes32(case, "--case") if case.startswith("0x") else protection.case_id(organisation, case)
-    at = _time(fields.pop("at", None), "--at") or int(time.time())
+    at = parse_time(fields.pop("at", None), "--at") or int(time.time())
     message = {
         "platform": organisation, "caseId": case_id, "step": int(kind), "merchant": subject_id(merchant),
         "consumer": ZERO32, "amount": 0, "dueBy": 0, "traceCode": ZERO32, "decision": ZERO32, "at": at,
@@ -183,7 +175,7 @@ def complaint(
             settings, address, platform, case, Step.COMPLAINT, merchant, at=at, amount=claimed, consumer=commitment,
             traceCode=keccak(trace_path.encode()) if trace_path else None,
         )  # fmt: skip
-        message["dueBy"] = _time(due, "--due") if due else message["at"] + int(due_days * DAY)
+        message["dueBy"] = parse_time(due, "--due") if due else message["at"] + int(due_days * DAY)
         return message
 
     _emit(key, password, "CaseStep", build, offline, api, api_key, submit, output)
@@ -273,24 +265,7 @@ def submit_files(
 ) -> None:
     """Submit signed fund declarations and case steps; prints each id and status."""
     settings = get_settings()
-    try:
-        bodies = [json.loads(path.read_text()) for path in files]
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            accepted = client.submit_protection(bodies)
-    except (ApiError, OSError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    for item in accepted:
-        typer.echo(f"{item['id']} {item['type']} {item['status']}")
-
-
-def _print(call: Any) -> None:
-    settings = get_settings()
-    try:
-        typer.echo(json.dumps(call(settings), indent=2, ensure_ascii=False))
-    except ApiError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    submit_signed(files, lambda: CredtraceClient(api_url(settings, api), api_key), CredtraceClient.submit_protection)
 
 
 @protection_app.command("summary")
@@ -301,12 +276,10 @@ def summary(
 ) -> None:
     """A platform's fund, cases opened and open, paid within the promised time, recovered (regulators, auditors,
     the platform itself)."""
-
-    def call(settings: Settings) -> dict[str, Any]:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            return client.protection_summary(platform)
-
-    _print(call)
+    settings = get_settings()
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.protection_summary(platform)
+    print_json(answer)
 
 
 @protection_app.command("risks")
@@ -316,12 +289,10 @@ def risks(
     api: ApiUrl = None,
 ) -> None:
     """Merchants with repeated compensations not recovered from them, with the cases as evidence."""
-
-    def call(settings: Settings) -> dict[str, Any]:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            return client.protection_risks(grace_days)
-
-    _print(call)
+    settings = get_settings()
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.protection_risks(grace_days)
+    print_json(answer)
 
 
 @protection_app.command("case-show")
@@ -329,9 +300,7 @@ def case_show(
     case_id: Annotated[str, typer.Argument(help="The 0x case id.")], api_key: ApiKey = None, api: ApiUrl = None
 ) -> None:
     """A case with its timeline and links."""
-
-    def call(settings: Settings) -> dict[str, Any]:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            return client.protection_case(case_id)
-
-    _print(call)
+    settings = get_settings()
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.protection_case(case_id)
+    print_json(answer)

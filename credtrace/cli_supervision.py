@@ -21,8 +21,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from credtrace.cli_records import ApiKey, ApiUrl, _api_url, _enum, _issuer, _time
-from credtrace.client import ApiError, CredtraceClient, nonces
+from credtrace.cli_signing import (
+    ApiKey,
+    ApiUrl,
+    Password,
+    Signed,
+    api_url,
+    console,
+    deliver,
+    exit_on,
+    fresh_nonce,
+    member_bytes,
+    parse_enum,
+    parse_time,
+    print_json,
+    signer_id,
+    submit_signed,
+)
+from credtrace.client import ApiError, CredtraceClient
 from credtrace.errors import CredtraceError, ValidationFailed
 from credtrace.keys import load_key
 from credtrace.settings import get_settings
@@ -35,22 +51,14 @@ from node_bridge.supervision import REGISTRY, ZERO32, Action, case_id, note_hash
 supervision_app = typer.Typer(
     help="Inter-department supervision: cases, referrals, evidence, findings, joint decisions.", no_args_is_help=True
 )
-console = Console(stderr=True)
 
 Key = Annotated[str, typer.Option(help="Your department's keystore name in <data dir>/keys/.")]
-Password = Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="CREDTRACE_KEY_PASSWORD")]
 Case = Annotated[str, typer.Option("--case", help="The case reference (e.g. SDAMR-2026-0017) or its 0x id.")]
 Department = Annotated[
     str | None, typer.Option(help="Your department's credit code (default: the key's member in the local index).")
 ]
 Out = Annotated[Path | None, typer.Option("--out", help="Write the signed body here instead of submitting it.")]
 Nonce = Annotated[int | None, typer.Option(help="Unique per department (default: from the clock).")]
-
-
-def _member(value: str, field: str) -> bytes:
-    from node_bridge.consortium import member_id
-
-    return to_bytes(value, field) if value.startswith("0x") else member_id(value)
 
 
 def _entry(
@@ -68,36 +76,21 @@ def _entry(
 ) -> None:
     """Sign one case entry with ``key`` and submit it (or write it to ``out``)."""
     settings = get_settings()
-    try:
+    with exit_on(ApiError, CredtraceError, ValueError, OSError):
         account = load_key(settings.keys_dir, key, password)
         message = {
-            "department": _issuer(settings, department, account.address), "caseId": case_id(case),
+            "department": signer_id(settings, department, account.address), "caseId": case_id(case),
             "action": int(action), "subject": ZERO32, "counterpart": ZERO32, "deadline": 0, "documentHash": ZERO32,
             "noteHash": note_hash(text) if text else ZERO32, "ref": ZERO32, "at": int(time.time()),
-            "nonce": next(nonces()) if nonce is None else nonce,
+            "nonce": fresh_nonce(nonce),
         }  # fmt: skip
         message.update(fields)
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            domain = client.supervision_domain()
-            signature = domain.sign(account, "CaseEntry", message)
-            body: dict[str, Any] = {
-                "type": "CaseEntry",
-                "message": to_json(message),
-                "signature": "0x" + signature.hex(),
-            }
-            if text:
-                body["text"] = text
-            entry_id = "0x" + domain.digest("CaseEntry", message).hex()
-            if out:
-                out.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
-                console.print(f"{action.slug} {entry_id} signed into {out}")
-                return
-            accepted = client.supervision_submit([body])
-    except (ApiError, CredtraceError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    for item in accepted:
-        typer.echo(f"{item['id']} {action.slug} {item['status']} (case 0x{case_id(case).hex()})")
+        with CredtraceClient(api_url(settings, api), api_key) as client:
+            extra = {"text": text} if text else {}
+            signed = Signed.sign(client.supervision_domain(), account, "CaseEntry", message, **extra)
+            suffix = f"(case 0x{case_id(case).hex()})"
+            deliver(signed, out, client.supervision_submit, label=action.slug,
+                    line=lambda item: f"{item['id']} {action.slug} {item['status']} {suffix}")  # fmt: skip
 
 
 @supervision_app.command("open")
@@ -134,7 +127,7 @@ def refer(
 ) -> None:
     """Refer the case to another department, to acknowledge within ``--days``."""
     _entry(Action.REFER, key, password, case, department, note, out, api, api_key, nonce,
-           counterpart=_member(to, "--to"), deadline=int(time.time() + days * 86400))  # fmt: skip
+           counterpart=member_bytes(to, "--to"), deadline=int(time.time() + days * 86400))  # fmt: skip
 
 
 @supervision_app.command("acknowledge")
@@ -249,34 +242,29 @@ def joint_sign(
 
     Every named department signs the same message; it is active once all have."""
     settings = get_settings()
-    try:
+    with exit_on(ApiError, CredtraceError, ValueError, OSError):
         account = load_key(settings.keys_dir, key, password)
         if message is not None:
             decision = REGISTRY.normalise("JointDecision", json.loads(message.read_text()))
         else:
             if not (case and subject and departments):
                 raise ValidationFailed("--case/--subject/--with", "a draft needs the case, subject and departments")
-            start = _time(effective, "--effective") or int(time.time())
+            start = parse_time(effective, "--effective") or int(time.time())
             decision = {
                 "caseId": case_id(case), "subject": credit.subject_id(subject),
-                "kind": int(_enum(Kind, kind, "--kind")), "tier": int(_enum(Tier, tier, "--tier")),
+                "kind": int(parse_enum(Kind, kind, "--kind")), "tier": int(parse_enum(Tier, tier, "--tier")),
                 "measures": measures,
                 "documentHash": hashlib.sha256(document.read_bytes()).digest() if document else ZERO32,
                 "effectiveAt": start, "validUntil": start + int(valid_days * 86400) if valid_days else 0,
-                "departments": [_member(d, "--with") for d in departments],
-                "nonce": next(nonces()) if nonce is None else nonce,
+                "departments": [member_bytes(d, "--with") for d in departments],
+                "nonce": fresh_nonce(nonce),
             }  # fmt: skip
         if save:
             save.write_text(json.dumps(to_json(decision), indent=2) + "\n")
             console.print(f"draft saved to {save}: the other departments run `joint-sign --message {save}`")
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            domain = client.supervision_domain()
-            signature = domain.sign(account, "JointDecision", decision)
-            body = {"type": "JointDecision", "message": to_json(decision), "signature": "0x" + signature.hex()}
-            accepted = client.joint_sign(body)
-    except (ApiError, CredtraceError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        with CredtraceClient(api_url(settings, api), api_key) as client:
+            signed = Signed.sign(client.supervision_domain(), account, "JointDecision", decision)
+            accepted = client.joint_sign(signed.body)
     typer.echo(f"{accepted['decision_id']} signature {accepted['id']} {accepted['status']}")
 
 
@@ -288,15 +276,8 @@ def submit(
 ) -> None:
     """Submit signed case entries written earlier with ``--out``."""
     settings = get_settings()
-    try:
-        bodies = [json.loads(path.read_text()) for path in files]
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            accepted = client.supervision_submit(bodies)
-    except (ApiError, OSError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    for item in accepted:
-        typer.echo(f"{item['id']} {item['status']}")
+    submit_signed(files, lambda: CredtraceClient(api_url(settings, api), api_key), CredtraceClient.supervision_submit,
+                  line=lambda item: f"{item['id']} {item['status']}")  # fmt: skip
 
 
 @supervision_app.command("show")
@@ -307,25 +288,17 @@ def show(
 ) -> None:
     """A case's shared timeline (JSON), or the list of the cases you may see."""
     settings = get_settings()
-    try:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            answer = client.case("0x" + case_id(case).hex()) if case else client.cases()
-    except ApiError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.case("0x" + case_id(case).hex()) if case else client.cases()
+    print_json(answer)
 
 
 @supervision_app.command("overdue")
 def overdue(api: ApiUrl = None, api_key: ApiKey = None) -> None:
     """Referrals not acknowledged by their deadline, on the cases you may see."""
     settings = get_settings()
-    try:
-        with CredtraceClient(_api_url(settings, api), api_key) as client:
-            answer = client.overdue()
-    except ApiError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    with exit_on(ApiError), CredtraceClient(api_url(settings, api), api_key) as client:
+        answer = client.overdue()
     table = Table("case", "subject", "referred by", "to", "overdue (days)")
     for item in answer["overdue"]:
         table.add_row(item["case"][:12] + "…", item["subject_code"] or item["subject"][:12] + "…",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from eth_account.signers.local import LocalAccount
@@ -24,6 +24,9 @@ from credtrace.errors import CredtraceError
 from node_bridge import credit
 from node_bridge.credit import Kind, Relation, Tier
 from node_bridge.eip712 import Domain
+
+if TYPE_CHECKING:
+    from node_bridge.signed import SignedRegistry
 
 
 class ApiError(CredtraceError):
@@ -119,14 +122,23 @@ class CredtraceClient:
 
     # calls
 
-    def submit(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Submit signed records, revocations or repairs (batches of up to 1,000); returns what was accepted."""
+    def _submit_signed(self, path: str, field: str, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """POST signed messages as ``{field: [...]}``, in order and in batches of up to 1,000 (what every write
+        route takes at once); returns every accepted item. Each workflow's submit method names its route."""
         accepted: list[dict[str, Any]] = []
         for start in range(0, len(signed), 1000):
-            chunk = list(signed[start : start + 1000])
-            answer = self._json(self.http.post("/v1/records", json={"records": chunk}))
-            accepted.extend(answer["accepted"])
+            body = {field: list(signed[start : start + 1000])}
+            accepted.extend(self._json(self.http.post(path, json=body))["accepted"])
         return accepted
+
+    def _published_domain(self, path: str, registry: SignedRegistry) -> Domain:
+        """The EIP-712 domain of a registry of member-signed messages, as the API publishes it at ``path``."""
+        published = self._json(self.http.get(path))["domain"]
+        return registry.domain(published["chainId"], published["verifyingContract"])
+
+    def submit(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Submit signed records, revocations or repairs (batches of up to 1,000); returns what was accepted."""
+        return self._submit_signed("/v1/records", "records", signed)
 
     def enforce(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Submit a platform's signed enforcement receipts."""
@@ -148,16 +160,11 @@ class CredtraceClient:
         """The PaymentRegistry's EIP-712 domain, as the API publishes it."""
         from node_bridge.payments import REGISTRY
 
-        published = self._json(self.http.get("/v1/payments/eip712"))["domain"]
-        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+        return self._published_domain("/v1/payments/eip712", REGISTRY)
 
     def submit_payments(self, kind: str, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Submit signed ``bindings``, ``unbindings`` or ``signals`` (batches of up to 1,000); returns the accepted."""
-        accepted: list[dict[str, Any]] = []
-        for start in range(0, len(signed), 1000):
-            body = {"messages": list(signed[start : start + 1000])}
-            accepted.extend(self._json(self.http.post(f"/v1/payments/{kind}", json=body))["accepted"])
-        return accepted
+        return self._submit_signed(f"/v1/payments/{kind}", "messages", signed)
 
     def payment_alerts(self, **params: Any) -> list[dict[str, Any]]:
         """``GET /v1/payments/alerts`` with its filters (kind, subject, account, from_block, limit)."""
@@ -169,20 +176,15 @@ class CredtraceClient:
 
     # logistics credit (C6)
 
-    def logistics_domain(self) -> Any:
-        """The LogisticsRegistry's EIP-712 domain (a :class:`node_bridge.eip712.Domain`), as the API publishes it."""
+    def logistics_domain(self) -> Domain:
+        """The LogisticsRegistry's EIP-712 domain, as the API publishes it."""
         from node_bridge.logistics import REGISTRY
 
-        published = self._json(self.http.get("/v1/logistics/eip712"))["domain"]
-        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+        return self._published_domain("/v1/logistics/eip712", REGISTRY)
 
     def submit_logistics(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Submit signed logistics messages (batches of up to 1,000); returns what was accepted."""
-        accepted: list[dict[str, Any]] = []
-        for start in range(0, len(signed), 1000):
-            body = {"messages": list(signed[start : start + 1000])}
-            accepted.extend(self._json(self.http.post("/v1/logistics/messages", json=body))["accepted"])
-        return accepted
+        return self._submit_signed("/v1/logistics/messages", "messages", signed)
 
     def logistics_firm(self, firm: str) -> dict[str, Any]:
         return dict(self._json(self.http.get(f"/v1/logistics/firms/{firm}")))
@@ -197,13 +199,11 @@ class CredtraceClient:
         """The SupervisionRegistry's EIP-712 domain, as the API publishes it."""
         from node_bridge.supervision import REGISTRY
 
-        published = self._json(self.http.get("/v1/supervision/eip712"))["domain"]
-        return REGISTRY.domain(published["chainId"], published["verifyingContract"])
+        return self._published_domain("/v1/supervision/eip712", REGISTRY)
 
     def supervision_submit(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Submit signed case entries (each with its ``text`` when it signs a ``noteHash``)."""
-        answer = self._json(self.http.post("/v1/supervision/entries", json={"entries": list(entries)}))
-        return list(answer["accepted"])
+        """Submit signed case entries (each with its ``text`` when it signs a ``noteHash``; batches of up to 1,000)."""
+        return self._submit_signed("/v1/supervision/entries", "entries", entries)
 
     def joint_sign(self, signed: Mapping[str, Any]) -> dict[str, Any]:
         """Submit one department's signature of a joint decision."""
@@ -223,18 +223,13 @@ class CredtraceClient:
 
     def protection_domain(self) -> Domain:
         """The ProtectionRegistry's EIP-712 domain, as the API publishes it."""
-        from node_bridge.protection import REGISTRY as PROTECTION
+        from node_bridge.protection import REGISTRY
 
-        published = self._json(self.http.get("/v1/protection/eip712"))["domain"]
-        return PROTECTION.domain(published["chainId"], published["verifyingContract"])
+        return self._published_domain("/v1/protection/eip712", REGISTRY)
 
     def submit_protection(self, signed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Submit signed fund declarations and case steps (batches of up to 1,000, in order)."""
-        accepted: list[dict[str, Any]] = []
-        for start in range(0, len(signed), 1000):
-            body = {"messages": list(signed[start : start + 1000])}
-            accepted.extend(self._json(self.http.post("/v1/protection/messages", json=body))["accepted"])
-        return accepted
+        return self._submit_signed("/v1/protection/messages", "messages", signed)
 
     def protection_case(self, case_id: str) -> dict[str, Any]:
         return dict(self._json(self.http.get(f"/v1/protection/cases/{case_id}")))

@@ -20,6 +20,7 @@ from credtrace.keys import load_key
 from credtrace.settings import PROJECT_ROOT
 from node_bridge.chain import AnvilNode
 from node_bridge.consortium import Action, encode_payload, member_id, proposal_message, sign, typed_data
+from node_bridge.deploy import CONTRACTS
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -90,7 +91,7 @@ def test_up_serves_the_api_and_stops_the_chain_it_started(env: dict[str, str], t
                 assert time.monotonic() < deadline, "the API did not come up"
                 time.sleep(0.5)
         assert response.status_code == 200
-        assert set(response.json()["chain"]["contracts"]) == {"Consortium", "CreditRegistry", "TraceRegistry"}
+        assert set(response.json()["chain"]["contracts"]) == set(CONTRACTS)  # every registry, deployed
         members_url = f"http://127.0.0.1:{env['CREDTRACE_API_PORT']}/v1/members"
         while httpx.get(members_url, timeout=5).json()["total"] < 9:  # the supervised indexer catches up
             assert time.monotonic() < deadline, "the indexer did not index the demo consortium"

@@ -9,6 +9,7 @@ from api.app import create_app
 from credtrace.settings import Settings
 from credtrace.system import ensure_deployment
 from node_bridge.chain import AnvilNode
+from node_bridge.deploy import CONTRACTS
 
 
 def test_healthz_reports_chain_head_and_contracts(anvil_settings: Settings, anvil_w3: Web3) -> None:
@@ -22,7 +23,7 @@ def test_healthz_reports_chain_head_and_contracts(anvil_settings: Settings, anvi
     assert body["chain"]["chain_id"] == 31337
     assert body["chain"]["head_block"] == anvil_w3.eth.block_number
     assert body["chain"]["contracts"] == {name: c.address for name, c in deployment.contracts.items()}
-    assert set(body["chain"]["contracts"]) == {"Consortium", "CreditRegistry", "TraceRegistry"}
+    assert set(body["chain"]["contracts"]) == set(CONTRACTS)
 
 
 def test_healthz_answers_503_when_the_node_is_down(anvil_settings: Settings, anvil_node: AnvilNode) -> None:
