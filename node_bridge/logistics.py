@@ -24,7 +24,7 @@ from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
 from node_bridge.events import DecodedEvent, EventDecoder
 from node_bridge.rpc import Rpc
-from node_bridge.signed import MessageType, SignedRegistry
+from node_bridge.signed import MessageType, SignedRegistry, hex32
 
 CONTRACT = "LogisticsRegistry"
 MAX_BPS = 10_000
@@ -142,10 +142,6 @@ def check_courier(courier: bytes, field: str = "courier") -> None:
         raise ValidationFailed(field, "a courier is a natural person: give the commitment from POST /v1/persons")
 
 
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
 # reading the chain alone (no index): what `credtrace logistics score` grades from
 
 
@@ -169,7 +165,7 @@ def read_chain(rpc: Rpc, address: str, firm: bytes, from_block: int = 0) -> Chai
     ``eth_getLogs`` in one JSON-RPC batch, filtered by the contract, the event's topic and (for the firm's events)
     the firm's indexed topic, decoded by :class:`node_bridge.events.EventDecoder`."""
     decoder = _decoder()
-    firm_topic = "0x" + firm.hex()
+    firm_topic = hex32(firm)
 
     def logs(event: str, *topics: str | None) -> tuple[str, list[Any]]:
         query = {"address": address, "fromBlock": hex(from_block), "toBlock": "latest",

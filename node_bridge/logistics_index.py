@@ -18,7 +18,8 @@ from node_bridge.credit import subject_code
 from node_bridge.events import DecodedEvent
 from node_bridge.logistics import CONTRACT, EVENTS, REGISTRY
 from node_bridge.logistics_models import LogisticsCourier, LogisticsEvaluation, LogisticsFirm, LogisticsRule
-from node_bridge.projections import table_of, upsert
+from node_bridge.projections import signed_place, table_of, upsert
+from node_bridge.signed import hex32
 
 FIRMS = table_of(LogisticsFirm)
 COURIERS = table_of(LogisticsCourier)
@@ -43,37 +44,32 @@ def message(event: DecodedEvent) -> dict[str, Any]:
     return REGISTRY.from_event(type_name, event.args[argument])
 
 
-def _place(event: DecodedEvent, block_time: int) -> dict[str, Any]:
-    return {"signer": event.args["signer"], "block_number": event.block_number, "block_time": block_time,
-            "tx_hash": event.tx_hash, "log_index": event.log_index}  # fmt: skip
-
-
 def firm_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     m = message(event)
-    return {"firm": _hex(m["firm"]), "code": subject_code(m["firm"]), "id": event.args["id"],
-            "registrar": _hex(m["registrar"]), **_place(event, block_time)}  # fmt: skip
+    return {"firm": hex32(m["firm"]), "code": subject_code(m["firm"]), "id": event.args["id"],
+            "registrar": hex32(m["registrar"]), **signed_place(event, block_time)}  # fmt: skip
 
 
 def courier_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     m = message(event)
-    return {"id": event.args["id"], "courier": _hex(m["courier"]), "firm": _hex(m["firm"]),
-            "registrar": _hex(m["registrar"]), **_place(event, block_time)}  # fmt: skip
+    return {"id": event.args["id"], "courier": hex32(m["courier"]), "firm": hex32(m["firm"]),
+            "registrar": hex32(m["registrar"]), **signed_place(event, block_time)}  # fmt: skip
 
 
 def evaluation_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     m = message(event)
     return {
-        "id": event.args["id"], "evaluator": _hex(m["evaluator"]), "firm": _hex(m["firm"]), "period": m["period"],
+        "id": event.args["id"], "evaluator": hex32(m["evaluator"]), "firm": hex32(m["firm"]), "period": m["period"],
         "parcels": m["parcels"], "on_time_bps": m["onTimeBps"], "loss_damage_bps": m["lossDamageBps"],
         "complaints_per_10k": m["complaintsPer10k"], "violations": m["violations"], "sanctions": m["sanctions"],
-        **_place(event, block_time),
+        **signed_place(event, block_time),
     }  # fmt: skip
 
 
 def rule_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     m = message(event)
-    return {"version": m["version"], "rule_hash": _hex(m["ruleHash"]), "id": event.args["id"],
-            "publisher": _hex(m["publisher"]), **_place(event, block_time)}  # fmt: skip
+    return {"version": m["version"], "rule_hash": hex32(m["ruleHash"]), "id": event.args["id"],
+            "publisher": hex32(m["publisher"]), **signed_place(event, block_time)}  # fmt: skip
 
 
 _ROWS = {
@@ -100,7 +96,3 @@ def rollback(connection: Connection, above: int) -> None:
     """Forget what blocks above ``above`` recorded."""
     for table in TABLES:
         connection.execute(delete(table).where(table.c.block_number > above))
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + value.hex()

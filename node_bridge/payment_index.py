@@ -42,7 +42,8 @@ from node_bridge.eip712 import keccak, to_bytes
 from node_bridge.events import DecodedEvent
 from node_bridge.payment_models import PaymentAlert, PaymentBinding, PaymentRelation, PaymentSignalRow
 from node_bridge.payments import BINDING, CONTRACT, REGISTRY, RELATION, SIGNAL, UNBINDING
-from node_bridge.projections import chunks, table_of, upsert
+from node_bridge.projections import chunks, signed_place, table_of, upsert
+from node_bridge.signed import hex32
 
 BINDINGS = table_of(PaymentBinding)
 SIGNALS = table_of(PaymentSignalRow)
@@ -87,7 +88,7 @@ def project(connection: Connection, events: Iterable[DecodedEvent], block_times:
         elif event.contract == CREDIT_CONTRACT and event.name == "RecordIssued":
             record = event.args["record"]
             if int(record[0]) == Kind.BLACKLIST:
-                blacklists.append((event, _hex(to_bytes(record[1], "subject"))))
+                blacklists.append((event, hex32(to_bytes(record[1], "subject"))))
     upsert(connection, BINDINGS, bindings, update=False)
     upsert(connection, SIGNALS, signals, update=False)
     upsert(connection, RELATIONS, relations, update=False)
@@ -117,11 +118,10 @@ def binding_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     """The ``payment_binding`` row of an ``AccountBound`` event."""
     m = REGISTRY.from_event(BINDING.name, event.args["binding"])
     return {
-        "id": event.args["id"], "payment": _hex(m["payment"]), "subject": _hex(m["subject"]),
-        "subject_code": subject_code(m["subject"]), "account_hash": _hex(m["accountHash"]), "bound_at": m["boundAt"],
-        "nonce": str(m["nonce"]), "signer": event.args["signer"], "block_number": event.block_number,
-        "block_time": block_time, "tx_hash": event.tx_hash, "log_index": event.log_index, "unbound_by": None,
-        "unbound_at": None, "unbound_block": None, "unbound_tx": None,
+        "id": event.args["id"], "payment": hex32(m["payment"]), "subject": hex32(m["subject"]),
+        "subject_code": subject_code(m["subject"]), "account_hash": hex32(m["accountHash"]), "bound_at": m["boundAt"],
+        "nonce": str(m["nonce"]), "unbound_by": None, "unbound_at": None, "unbound_block": None, "unbound_tx": None,
+        **signed_place(event, block_time),
     }  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def unbinding(event: DecodedEvent) -> dict[str, Any]:
     """What an ``AccountUnbound`` event changes: the pair, the unbinding's id and time, and where it is."""
     m = REGISTRY.from_event(UNBINDING.name, event.args["unbinding"])
     return {
-        "id": event.args["id"], "subject": _hex(m["subject"]), "account_hash": _hex(m["accountHash"]),
+        "id": event.args["id"], "subject": hex32(m["subject"]), "account_hash": hex32(m["accountHash"]),
         "unbound_at": m["unboundAt"], "at": (event.block_number, event.log_index), "tx_hash": event.tx_hash,
     }  # fmt: skip
 
@@ -137,11 +137,10 @@ def unbinding(event: DecodedEvent) -> dict[str, Any]:
 def relation_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     """The ``payment_relation`` row of a ``SubjectsRelated`` event (the pair in 0x-hex order)."""
     m = REGISTRY.from_event(RELATION.name, event.args["relation"])
-    first, second = sorted((_hex(m["subject"]), _hex(m["related"])))
+    first, second = sorted((hex32(m["subject"]), hex32(m["related"])))
     return {
-        "id": event.args["id"], "declarant": _hex(m["declarant"]), "subject_a": first, "subject_b": second,
-        "signer": event.args["signer"], "block_number": event.block_number, "block_time": block_time,
-        "tx_hash": event.tx_hash, "log_index": event.log_index,
+        "id": event.args["id"], "declarant": hex32(m["declarant"]), "subject_a": first, "subject_b": second,
+        **signed_place(event, block_time),
     }  # fmt: skip
 
 
@@ -149,10 +148,9 @@ def signal_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     """The ``payment_signal`` row of a ``PaymentSignalFiled`` event."""
     m = REGISTRY.from_event(SIGNAL.name, event.args["signal"])
     return {
-        "id": event.args["id"], "payment": _hex(m["payment"]), "merchant": _hex(m["merchant"]), "month": m["month"],
+        "id": event.args["id"], "payment": hex32(m["payment"]), "merchant": hex32(m["merchant"]), "month": m["month"],
         "orders": m["orders"], "refund_bps": m["refundBps"], "chargeback_bps": m["chargebackBps"],
-        "nonce": str(m["nonce"]), "signer": event.args["signer"], "block_number": event.block_number,
-        "block_time": block_time, "tx_hash": event.tx_hash, "log_index": event.log_index,
+        "nonce": str(m["nonce"]), **signed_place(event, block_time),
     }  # fmt: skip
 
 
@@ -290,7 +288,3 @@ def _blacklist_alerts(
                 )
             )  # fmt: skip
     return alerts
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + value.hex()

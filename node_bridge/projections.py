@@ -289,6 +289,14 @@ def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any
         yield values[start : start + size]
 
 
+def signed_place(event: DecodedEvent, block_time: int) -> dict[str, Any]:
+    """The columns of a row projected from a member-signed message's event: the key that signed it and where the
+    event is on chain. Every registry's rows carry them alike, so that a reorg rollback finds them by block and the
+    API cites them the same way."""
+    return {"signer": event.args["signer"], "block_number": event.block_number, "block_time": block_time,
+            "tx_hash": event.tx_hash, "log_index": event.log_index}  # fmt: skip
+
+
 _TABLE_OF = {"member": MEMBERS, "key": KEYS, "proposal": PROPOSALS, "parameter": PARAMETERS}
 
 

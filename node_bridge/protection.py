@@ -28,7 +28,7 @@ from typing import Any
 from credtrace.errors import ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.eip712 import keccak
-from node_bridge.signed import MessageType, SignedRegistry
+from node_bridge.signed import MessageType, SignedRegistry, hex32
 
 CONTRACT = "ProtectionRegistry"
 ZERO32 = bytes(32)
@@ -90,10 +90,6 @@ class RuleBroken(ValidationFailed):
     def __init__(self, field: str, error: str, reason: str) -> None:
         super().__init__(field, reason)
         self.error = error
-
-
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
 
 
 def fund_id(platform: bytes, reference: str) -> bytes:

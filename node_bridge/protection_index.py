@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, select
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
 from node_bridge.events import DecodedEvent
-from node_bridge.projections import chunks, table_of, upsert
+from node_bridge.projections import chunks, signed_place, table_of, upsert
 from node_bridge.protection import CONTRACT, REGISTRY, ZERO32, Step, hex32
 from node_bridge.protection_models import CaseRow, CaseStepRow, FundVersionRow
 
@@ -61,8 +61,7 @@ def fund_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
         "id": event.args["id"], "fund_id": hex32(d["fundId"]), "version": d["version"],
         "platform": hex32(d["platform"]), "amount": d["amount"], "currency": d["currency"],
         "custodian": d["custodian"], "period_start": d["periodStart"], "period_end": d["periodEnd"],
-        "nonce": str(d["nonce"]), "signer": event.args["signer"], "block_number": event.block_number,
-        "block_time": block_time, "tx_hash": event.tx_hash, "log_index": event.log_index,
+        "nonce": str(d["nonce"]), **signed_place(event, block_time),
     }  # fmt: skip
 
 
@@ -73,9 +72,7 @@ def step_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
         "id": event.args["id"], "case_id": hex32(s["caseId"]), "step": Step(s["step"]).name.lower(),
         "platform": hex32(s["platform"]), "merchant": hex32(s["merchant"]), "consumer": hex32(s["consumer"]),
         "amount": s["amount"], "due_by": s["dueBy"], "trace_code": hex32(s["traceCode"]),
-        "decision": hex32(s["decision"]), "at": s["at"], "nonce": str(s["nonce"]), "signer": event.args["signer"],
-        "block_number": event.block_number, "block_time": block_time, "tx_hash": event.tx_hash,
-        "log_index": event.log_index,
+        "decision": hex32(s["decision"]), "at": s["at"], "nonce": str(s["nonce"]), **signed_place(event, block_time),
     }  # fmt: skip
 
 

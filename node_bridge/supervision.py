@@ -23,7 +23,7 @@ from typing import Any
 from credtrace.errors import Conflict
 from node_bridge.consortium import Role
 from node_bridge.eip712 import TypeFields, keccak
-from node_bridge.signed import MessageType, SignedRegistry
+from node_bridge.signed import MessageType, SignedRegistry, hex32
 
 CONTRACT = "SupervisionRegistry"
 ZERO32 = bytes(32)
@@ -113,8 +113,8 @@ def cosignature_id(decision_id: bytes, department: bytes) -> bytes:
     return keccak(decision_id + department)
 
 
-def hexed(value: bytes) -> str:
-    return "0x" + value.hex()
+hexed = hex32
+"""0x-hex of raw bytes (:func:`node_bridge.signed.hex32`), under the name the supervision API uses."""
 
 
 def _conflict(error: str, field: str, reason: str) -> Conflict:

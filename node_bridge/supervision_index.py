@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, update
 
 from node_bridge.consortium import Role
 from node_bridge.events import DecodedEvent
-from node_bridge.projections import table_of, upsert
+from node_bridge.projections import signed_place, table_of, upsert
 from node_bridge.supervision import CONTRACT, REGISTRY, Action, hexed
 from node_bridge.supervision_models import SupervisionEntry, SupervisionJointDecision, SupervisionJointSignature
 
@@ -58,9 +58,8 @@ def project(connection: Connection, events: Iterable[DecodedEvent], block_times:
             decisions.append(decision_row(event))
             a = event.args
             signatures.append({
-                "decision_id": a["id"], "department": a["department"], "signer": a["signer"],
-                "remaining": int(a["remaining"]), "block_number": event.block_number, "block_time": when,
-                "tx_hash": event.tx_hash, "log_index": event.log_index,
+                "decision_id": a["id"], "department": a["department"], "remaining": int(a["remaining"]),
+                **signed_place(event, when),
             })  # fmt: skip
         elif event.name == "JointDecisionActive":
             activations.append({"row": event.args["id"], "active": True, "active_block": event.block_number,
@@ -82,9 +81,8 @@ def entry_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
         "id": event.args["id"], "case_id": hexed(m["caseId"]), "action": Action(m["action"]).slug,
         "department": hexed(m["department"]), "subject": hexed(m["subject"]), "counterpart": hexed(m["counterpart"]),
         "deadline": m["deadline"], "document_hash": hexed(m["documentHash"]), "note_hash": hexed(m["noteHash"]),
-        "ref": hexed(m["ref"]), "at": m["at"], "nonce": str(m["nonce"]), "signer": event.args["signer"],
-        "late": bool(event.args["late"]), "block_number": event.block_number, "block_time": block_time,
-        "tx_hash": event.tx_hash, "log_index": event.log_index,
+        "ref": hexed(m["ref"]), "at": m["at"], "nonce": str(m["nonce"]), "late": bool(event.args["late"]),
+        **signed_place(event, block_time),
     }  # fmt: skip
 
 

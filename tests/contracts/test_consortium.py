@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -31,7 +29,7 @@ from node_bridge.consortium import (
 )
 from node_bridge.transactions import Sender
 
-from .conftest import REGULATOR_USCCS
+from .conftest import REGULATOR_USCCS, reverts
 
 PLATFORM_USCC = "91330100MA27XYZ12K"
 
@@ -40,13 +38,6 @@ PLATFORM_USCC = "91330100MA27XYZ12K"
 class Org:
     id: bytes
     keys: list[LocalAccount]
-
-
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
 
 
 def advance(w3: Web3, seconds: int) -> None:

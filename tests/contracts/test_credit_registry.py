@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from credtrace.errors import ContractReverted, ValidationFailed
+from credtrace.errors import ValidationFailed
 from node_bridge import credit
 from node_bridge.compiler import artifact
 from node_bridge.consortium import ConsortiumClient, Role
@@ -47,7 +46,7 @@ from node_bridge.eip712 import reference_digest
 from node_bridge.nonces import encode_batch
 from node_bridge.transactions import Sender, decode_revert
 
-from .conftest import Member
+from .conftest import Member, reverts
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 DECISIONS = [
@@ -67,13 +66,6 @@ ACCEPTED_ROLES: dict[Kind, set[Role]] = {kind: {Role.REGULATOR} for kind in DECI
     Kind.PAYMENT_VIOLATION: {Role.PAYMENT, Role.REGULATOR},
 }
 """The role rule of C3, written out independently of ``credit.REQUIRED_ROLES``."""
-
-
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
 
 
 def subject(n: int) -> bytes:

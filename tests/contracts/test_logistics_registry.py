@@ -7,9 +7,7 @@ back to the message that was signed.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,29 +22,20 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from credtrace.errors import ContractReverted
 from node_bridge.compiler import artifact
-from node_bridge.consortium import ConsortiumClient, Role, member_id
+from node_bridge.consortium import ConsortiumClient, Role
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import Domain, keccak, reference_digest
+from node_bridge.eip712 import keccak, reference_digest
 from node_bridge.events import DecodedEvent, EventDecoder
 from node_bridge.logistics import CONTRACT, EVENTS, REGISTRY
-from node_bridge.nonces import encode_batch
 from node_bridge.transactions import Sender, decode_revert
 
-from .conftest import Member
+from .conftest import Member, SignedContract, admit, reverts
 
 ABI = artifact(CONTRACT).abi
 LOGISTICS_USCC = "91370600000000027B"
 FIRM_A = "913706000000000356"
 FIRM_B = "913706000000000431"
-
-
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
 
 
 def raw_log(log: Any) -> dict[str, Any]:
@@ -60,28 +49,23 @@ def raw_log(log: Any) -> dict[str, Any]:
 
 
 @dataclass
-class Registry:
+class Registry(SignedContract):
     """A deployed LogisticsRegistry with message builders and sends."""
 
-    w3: Web3
-    contract: Contract
-    sender: Sender
-    domain: Domain
-    decoder: EventDecoder = field(default_factory=lambda: EventDecoder(ABI, CONTRACT))
-    _nonces: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    decoder: EventDecoder = field(init=False, default_factory=lambda: EventDecoder(ABI, CONTRACT))
 
     def firm(self, registrar: Member, firm: str = FIRM_A, **fields: Any) -> dict[str, Any]:
-        return {"registrar": registrar.id, "firm": subject_id(firm), "nonce": next(self._nonces)} | fields
+        return {"registrar": registrar.id, "firm": subject_id(firm), "nonce": self.nonce()} | fields
 
     def courier(self, registrar: Member, courier: bytes, firm: str = FIRM_A, **fields: Any) -> dict[str, Any]:
-        message = {"registrar": registrar.id, "courier": courier, "firm": subject_id(firm), "nonce": next(self._nonces)}
+        message = {"registrar": registrar.id, "courier": courier, "firm": subject_id(firm), "nonce": self.nonce()}
         return message | fields
 
     def evaluation(self, evaluator: Member, firm: str = FIRM_A, **fields: Any) -> dict[str, Any]:
         message = {
             "evaluator": evaluator.id, "firm": subject_id(firm), "period": 202611, "parcels": 12_000,
             "onTimeBps": 9650, "lossDamageBps": 25, "complaintsPer10k": 6, "violations": 0, "sanctions": 0,
-            "nonce": next(self._nonces),
+            "nonce": self.nonce(),
         }  # fmt: skip
         return message | fields
 
@@ -90,17 +74,8 @@ class Registry:
             "publisher": publisher.id,
             "version": version,
             "ruleHash": keccak(text),
-            "nonce": next(self._nonces),
+            "nonce": self.nonce(),
         } | (fields)
-
-    def call(self, type_name: str, message: dict[str, Any], signer: LocalAccount) -> bytes:
-        return REGISTRY.calldata(type_name, message, self.domain.sign(signer, type_name, message))
-
-    def send(
-        self, type_name: str, message: dict[str, Any], signer: LocalAccount, signature: bytes | None = None
-    ) -> TxReceipt:
-        signature = self.domain.sign(signer, type_name, message) if signature is None else signature
-        return self.sender.transact_raw(self.contract.address, REGISTRY.calldata(type_name, message, signature), ABI)
 
     def events(self, receipt: TxReceipt) -> list[DecodedEvent]:
         return [self.decoder.decode(raw_log(log)) for log in receipt["logs"]]
@@ -109,15 +84,12 @@ class Registry:
 @pytest.fixture
 def logistics_member(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
     """An admitted LOGISTICS member with one key."""
-    keys = [Account.create()]
-    consortium.admit(LOGISTICS_USCC, "Express Ltd", Role.LOGISTICS, [k.address for k in keys], regulators[:2])
-    return Member(LOGISTICS_USCC, member_id(LOGISTICS_USCC), keys)
+    return admit(consortium, regulators, LOGISTICS_USCC, "Express Ltd", Role.LOGISTICS)
 
 
 @pytest.fixture
-def reg(w3: Web3, sender: Sender, consortium: ConsortiumClient) -> Registry:
-    contract, _ = sender.deploy(artifact(CONTRACT), consortium.contract.address)
-    return Registry(w3, contract, sender, REGISTRY.domain(w3.eth.chain_id, contract.address))
+def reg(w3: Web3, sender: Sender, deploy: Callable[[str], Contract]) -> Registry:
+    return Registry(w3, deploy(CONTRACT), sender, REGISTRY)
 
 
 @pytest.fixture
@@ -232,12 +204,12 @@ def test_batch_records_each_call_independently(
     reg: Registry, logistics_member: Member, platform_member: Member
 ) -> None:
     calls = [
-        reg.call("FirmRegistration", reg.firm(logistics_member), logistics_member.key),
-        reg.call("Evaluation", reg.evaluation(platform_member, period=202601), platform_member.key),
-        reg.call("Evaluation", reg.evaluation(platform_member, period=202613), platform_member.key),
-        reg.call("Evaluation", reg.evaluation(platform_member, period=202602), platform_member.key),
+        reg.calldata("FirmRegistration", reg.firm(logistics_member), logistics_member.key),
+        reg.calldata("Evaluation", reg.evaluation(platform_member, period=202601), platform_member.key),
+        reg.calldata("Evaluation", reg.evaluation(platform_member, period=202613), platform_member.key),
+        reg.calldata("Evaluation", reg.evaluation(platform_member, period=202602), platform_member.key),
     ]
-    receipt = reg.sender.transact_raw(reg.contract.address, encode_batch(calls), ABI, gas=2_000_000)
+    receipt = reg.send_batch(calls)
     failed = reg.contract.events.BatchCallFailed().process_receipt(receipt, errors=DISCARD)
     assert [f["args"]["index"] for f in failed] == [2]
     assert decode_revert(ABI, failed[0]["args"]["reason"]) == ("InvalidPeriod", (202613,))

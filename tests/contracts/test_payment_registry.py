@@ -8,9 +8,7 @@ messages; and the transactions of a test are scanned for the plain account numbe
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,18 +23,17 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from credtrace.errors import ContractReverted, ValidationFailed
+from credtrace.errors import ValidationFailed
 from node_bridge import credit, payments
 from node_bridge.compiler import artifact
-from node_bridge.consortium import ConsortiumClient, Role, member_id
+from node_bridge.consortium import ConsortiumClient, Role
 from node_bridge.credit import CreditDomain, Kind, RecordState
-from node_bridge.eip712 import Domain, reference_digest
+from node_bridge.eip712 import reference_digest
 from node_bridge.payments import REGISTRY, account_hash, normalise_account
 from node_bridge.transactions import Sender
 
-from .conftest import Member
+from .conftest import Member, SignedContract, admit, reverts
 
-ABI = artifact("PaymentRegistry").abi
 CREDIT_ABI = artifact("CreditRegistry").abi
 PAYMENT_USCC = "91370101456789126G"
 PEPPER = bytes.fromhex("5e" * 32)
@@ -45,29 +42,17 @@ MERCHANT = "91370102765432104K"
 OTHER_MERCHANT = "913702023579135748"
 
 
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
-
-
 @dataclass
-class Registry:
-    """A deployed PaymentRegistry with message builders and sends."""
+class Registry(SignedContract):
+    """A deployed PaymentRegistry with message builders and sends (their receipts kept, to scan them)."""
 
-    w3: Web3
-    contract: Contract
-    sender: Sender
-    domain: Domain
-    receipts: list[TxReceipt] = field(default_factory=list)
-    _nonces: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    receipts: list[TxReceipt] = field(init=False, default_factory=list)
 
     def binding(self, payment: Member | bytes, **fields: Any) -> dict[str, Any]:
         message = {
             "payment": payment.id if isinstance(payment, Member) else payment,
             "subject": credit.subject_id(MERCHANT), "accountHash": account_hash(PEPPER, ACCOUNT),
-            "boundAt": 1_767_225_600, "nonce": next(self._nonces),
+            "boundAt": 1_767_225_600, "nonce": self.nonce(),
         }  # fmt: skip
         return message | fields
 
@@ -75,13 +60,14 @@ class Registry:
         message = {
             "payment": payment.id if isinstance(payment, Member) else payment,
             "merchant": credit.subject_id(MERCHANT), "month": 202611, "orders": 1200, "refundBps": 350,
-            "chargebackBps": 40, "nonce": next(self._nonces),
+            "chargebackBps": 40, "nonce": self.nonce(),
         }  # fmt: skip
         return message | fields
 
-    def send(self, type_name: str, message: dict[str, Any], signer: LocalAccount) -> TxReceipt:
-        signature = self.domain.sign(signer, type_name, message)
-        receipt = self.sender.transact_raw(self.contract.address, REGISTRY.calldata(type_name, message, signature), ABI)
+    def send(
+        self, type_name: str, message: dict[str, Any], signer: LocalAccount, signature: bytes | None = None
+    ) -> TxReceipt:
+        receipt = super().send(type_name, message, signer, signature)
         self.receipts.append(receipt)
         return receipt
 
@@ -92,15 +78,12 @@ class Registry:
 @pytest.fixture
 def payment_member(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
     """An admitted PAYMENT member with two keys."""
-    keys = [Account.create(), Account.create()]
-    consortium.admit(PAYMENT_USCC, "Pay Co", Role.PAYMENT, [k.address for k in keys], regulators[:2])
-    return Member(PAYMENT_USCC, member_id(PAYMENT_USCC), keys)
+    return admit(consortium, regulators, PAYMENT_USCC, "Pay Co", Role.PAYMENT, keys=2)
 
 
 @pytest.fixture
-def reg(w3: Web3, sender: Sender, consortium: ConsortiumClient) -> Registry:
-    contract, _ = sender.deploy(artifact("PaymentRegistry"), consortium.contract.address)
-    return Registry(w3, contract, sender, REGISTRY.domain(w3.eth.chain_id, contract.address))
+def reg(w3: Web3, sender: Sender, deploy: Callable[[str], Contract]) -> Registry:
+    return Registry(w3, deploy(REGISTRY.contract), sender, REGISTRY)
 
 
 # the account hash
@@ -284,10 +267,7 @@ def test_only_the_binding_member_ends_a_binding(
     reg: Registry, consortium: ConsortiumClient, regulators: list[LocalAccount], platform_member: Member,
     payment_member: Member,
 ) -> None:  # fmt: skip
-    other_uscc = "91370102765432104K"
-    key = Account.create()
-    consortium.admit(other_uscc, "Other Pay", Role.PAYMENT, [key.address], regulators[:2])
-    other = Member(other_uscc, member_id(other_uscc), [key])
+    other = admit(consortium, regulators, "91370102765432104K", "Other Pay", Role.PAYMENT)
     binding = reg.binding(payment_member)
     reg.send("AccountBinding", binding, payment_member.key)
     with reverts("NotBinder") as info:

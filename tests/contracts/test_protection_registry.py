@@ -9,8 +9,7 @@ contract are compared on random messages (unicode custodians included).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +24,9 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from credtrace.errors import ContractReverted
-from node_bridge.compiler import artifact
-from node_bridge.consortium import ConsortiumClient, Role, member_id
+from node_bridge.consortium import ConsortiumClient, Role
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import Domain, reference_digest
+from node_bridge.eip712 import reference_digest
 from node_bridge.protection import (
     MAX_AMOUNT,
     REGISTRY,
@@ -43,9 +41,8 @@ from node_bridge.protection import (
 )
 from node_bridge.transactions import Sender
 
-from .conftest import Member
+from .conftest import Member, SignedContract, admit, reverts
 
-ABI = artifact("ProtectionRegistry").abi
 OTHER_PLATFORM_USCC = "91330100000000020B"
 MERCHANT = subject_id("91370102765432104K")
 OTHER_MERCHANT = subject_id("913702023579135748")
@@ -53,31 +50,19 @@ T0 = 1_767_225_600
 DAY = 86400
 
 
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
-
-
 @dataclass
-class Registry:
+class Registry(SignedContract):
     """A deployed ProtectionRegistry with message builders and sends that check the Python mirror agrees."""
 
-    w3: Web3
-    contract: Contract
-    sender: Sender
-    domain: Domain
-    _nonces: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    _cases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    funds: dict[bytes, FundState] = field(default_factory=dict)
-    cases: dict[bytes, CaseState] = field(default_factory=dict)
+    _cases: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
+    funds: dict[bytes, FundState] = field(init=False, default_factory=dict)
+    cases: dict[bytes, CaseState] = field(init=False, default_factory=dict)
 
     def fund(self, platform: Member, fund_id: bytes, version: int = 1, **fields: Any) -> dict[str, Any]:
         message = {
             "platform": platform.id, "fundId": fund_id, "version": version, "amount": 50_000_000_00,
             "currency": "CNY", "custodian": "Bank of Qingdao, escrow account", "periodStart": T0,
-            "periodEnd": T0 + 365 * DAY, "nonce": next(self._nonces),
+            "periodEnd": T0 + 365 * DAY, "nonce": self.nonce(),
         }  # fmt: skip
         return message | fields
 
@@ -89,11 +74,13 @@ class Registry:
             "platform": platform.id, "caseId": case_id, "step": int(step), "merchant": MERCHANT,
             "consumer": consumer_commitment(b"s" * 16, "buyer-8812"), "amount": amount,
             "dueBy": T0 + 7 * DAY if step is Step.COMPLAINT else 0, "traceCode": ZERO32, "decision": ZERO32,
-            "at": T0 + int(step) * DAY, "nonce": next(self._nonces),
+            "at": T0 + int(step) * DAY, "nonce": self.nonce(),
         }  # fmt: skip
         return message | fields
 
-    def send(self, kind: str, message: dict[str, Any], signer: LocalAccount) -> TxReceipt:
+    def send(
+        self, kind: str, message: dict[str, Any], signer: LocalAccount, signature: bytes | None = None
+    ) -> TxReceipt:
         """Send a signed message; the Python rules must predict the contract's answer (accepted or which error)."""
         expected: str | None = None
         if kind == "FundDeclaration":
@@ -108,9 +95,8 @@ class Registry:
                 after_case = advance(self.cases.get(key, CaseState()), message)
             except RuleBroken as exc:
                 expected = exc.error
-        signature = self.domain.sign(signer, kind, message)
         try:
-            receipt = self.sender.transact_raw(self.contract.address, REGISTRY.calldata(kind, message, signature), ABI)
+            receipt = super().send(kind, message, signer, signature)
         except ContractReverted as exc:
             if exc.error in ("MissingRole", "IssuerMismatch", "NotActiveSigner", "AlreadyRecorded"):
                 raise  # the signer's standing: the API checks it before the rules
@@ -128,21 +114,13 @@ class Registry:
 
 
 @pytest.fixture
-def protection_registry(sender: Sender, consortium: ConsortiumClient) -> Contract:
-    contract, _ = sender.deploy(artifact("ProtectionRegistry"), consortium.contract.address)
-    return contract
-
-
-@pytest.fixture
-def reg(w3: Web3, sender: Sender, protection_registry: Contract) -> Registry:
-    return Registry(w3, protection_registry, sender, REGISTRY.domain(w3.eth.chain_id, protection_registry.address))
+def reg(w3: Web3, sender: Sender, deploy: Callable[[str], Contract]) -> Registry:
+    return Registry(w3, deploy(REGISTRY.contract), sender, REGISTRY)
 
 
 @pytest.fixture
 def other_platform(consortium: ConsortiumClient, regulators: list[LocalAccount]) -> Member:
-    keys = [Account.create()]
-    consortium.admit(OTHER_PLATFORM_USCC, "Other Shop Ltd", Role.PLATFORM, [k.address for k in keys], regulators[:2])
-    return Member(OTHER_PLATFORM_USCC, member_id(OTHER_PLATFORM_USCC), keys)
+    return admit(consortium, regulators, OTHER_PLATFORM_USCC, "Other Shop Ltd", Role.PLATFORM)
 
 
 # funds
@@ -322,7 +300,6 @@ def test_a_step_before_the_previous_one(reg: Registry, platform_member: Member) 
 
 def test_batched_steps_follow_each_other(reg: Registry, platform_member: Member) -> None:
     """A relayer's batch: the steps of one case in one transaction, each checked against the one before."""
-    from node_bridge.nonces import encode_batch
 
     case = reg.new_case()
     messages = [
@@ -331,8 +308,8 @@ def test_batched_steps_follow_each_other(reg: Registry, platform_member: Member)
         reg.step(platform_member, case, Step.RECOVERED, 400),  # fails: more than paid
         reg.step(platform_member, case, Step.RECOVERED, 300),
     ]
-    calls = [REGISTRY.calldata("CaseStep", m, reg.domain.sign(platform_member.key, "CaseStep", m)) for m in messages]
-    receipt = reg.sender.transact_raw(reg.contract.address, encode_batch(calls), ABI, gas=2_000_000)
+    calls = [reg.calldata("CaseStep", m, platform_member.key) for m in messages]
+    receipt = reg.send_batch(calls)
     failed = reg.contract.events.BatchCallFailed().process_receipt(receipt, errors=DISCARD)
     assert [f["args"]["index"] for f in failed] == [2]
     assert reg.case_of(case)[2:5] == (2, 300, 300)

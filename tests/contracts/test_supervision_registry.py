@@ -6,10 +6,8 @@ also prove that both sides compute the same digests. Departments are the consort
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,38 +19,21 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from credtrace.errors import ContractReverted
-from node_bridge.compiler import artifact
-from node_bridge.consortium import ConsortiumClient
-from node_bridge.eip712 import Domain
-from node_bridge.nonces import encode_batch
 from node_bridge.supervision import CONTRACT, REGISTRY, ZERO32, Action, Standing, case_id, note_hash
 from node_bridge.transactions import Sender
 
-from .conftest import Member
+from .conftest import Member, SignedContract, reverts
 
 SUBJECT = b"91370102765432104K".ljust(32, b"\0")
 OTHER_SUBJECT = b"913702023579135748".ljust(32, b"\0")
 DAY = 86400
 
 
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
-
-
 @dataclass
-class Desk:
+class Desk(SignedContract):
     """A deployed SupervisionRegistry and helpers to sign and send entries and joint decisions."""
 
-    w3: Web3
-    contract: Contract
-    sender: Sender
-    domain: Domain
     departments: list[Member]
-    _nonces: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -64,15 +45,10 @@ class Desk:
         message = {
             "department": who.id, "caseId": case, "action": int(action), "subject": ZERO32, "counterpart": ZERO32,
             "deadline": 0, "documentHash": ZERO32, "noteHash": ZERO32, "ref": ZERO32, "at": self.now(),
-            "nonce": next(self._nonces),
+            "nonce": self.nonce(),
         }  # fmt: skip
         message.update(fields)
         return message
-
-    def send(self, primary: str, message: dict[str, Any], key: LocalAccount) -> TxReceipt:
-        signature = self.domain.sign(key, primary, message)
-        data = REGISTRY.calldata(primary, message, signature)
-        return self.sender.transact_raw(self.contract.address, data, artifact(CONTRACT).abi)
 
     def record(self, who: Member, case: bytes, action: Action, *, key: LocalAccount | None = None, **f: Any) -> bytes:
         """Sign (with ``key``, default the department's) and record an entry; returns its id."""
@@ -89,7 +65,7 @@ class Desk:
         message = {
             "caseId": case, "subject": SUBJECT, "kind": 2, "tier": 2, "measures": 5,
             "documentHash": Web3.keccak(text="joint decision document"), "effectiveAt": now,
-            "validUntil": now + 365 * DAY, "departments": [d.id for d in departments], "nonce": next(self._nonces),
+            "validUntil": now + 365 * DAY, "departments": [d.id for d in departments], "nonce": self.nonce(),
         }  # fmt: skip
         message.update(fields)
         return message
@@ -110,10 +86,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(w3: Web3, sender: Sender, consortium: ConsortiumClient, regulator_members: list[Member]) -> Desk:
-    contract, _ = sender.deploy(artifact(CONTRACT), consortium.contract.address)
-    domain = REGISTRY.domain(w3.eth.chain_id, contract.address)
-    return Desk(w3, contract, sender, domain, regulator_members)
+def desk(w3: Web3, sender: Sender, deploy: Callable[[str], Contract], regulator_members: list[Member]) -> Desk:
+    return Desk(w3, deploy(CONTRACT), sender, REGISTRY, regulator_members)
 
 
 def test_python_and_solidity_hash_the_same_messages(desk: Desk) -> None:
@@ -316,10 +290,10 @@ def test_a_batch_carries_a_whole_case(desk: Desk) -> None:
     ack = desk.entry(credit_office, case, Action.ACKNOWLEDGE, ref=desk.domain.digest("CaseEntry", refer))
     wrong = desk.entry(credit_office, case, Action.CLOSE)
     calls = [
-        REGISTRY.calldata("CaseEntry", m, desk.domain.sign(k, "CaseEntry", m))
+        desk.calldata("CaseEntry", m, k)
         for m, k in ((opening, market.key), (refer, market.key), (ack, credit_office.key), (wrong, credit_office.key))
     ]
-    receipt = desk.sender.transact_raw(desk.contract.address, encode_batch(calls), artifact(CONTRACT).abi, 2_000_000)
+    receipt = desk.send_batch(calls)
     assert len(desk.contract.events.CaseEntryRecorded().process_receipt(receipt, errors=DISCARD)) == 3
     failed = desk.contract.events.BatchCallFailed().process_receipt(receipt, errors=DISCARD)
     assert [e["args"]["index"] for e in failed] == [3]

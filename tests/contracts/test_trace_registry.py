@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from credtrace.errors import ContractReverted, ValidationFailed
+from credtrace.errors import ValidationFailed
 from node_bridge import trace
 from node_bridge.compiler import artifact
 from node_bridge.consortium import ConsortiumClient, Role
@@ -33,18 +32,11 @@ from node_bridge.nonces import encode_batch
 from node_bridge.trace import ZERO32, TraceDomain, as_tuple, calldata, code_id, digital_link
 from node_bridge.transactions import Sender, decode_revert
 
-from .conftest import Member
+from .conftest import Member, reverts
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 GTIN = "09506000134352"
 ABI = artifact("TraceRegistry").abi
-
-
-@contextmanager
-def reverts(error: str) -> Iterator[pytest.ExceptionInfo[ContractReverted]]:
-    with pytest.raises(ContractReverted) as info:
-        yield info
-    assert info.value.error == error, str(info.value)
 
 
 def lower(account: LocalAccount) -> str:
