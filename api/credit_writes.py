@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlmodel import Session
 
-from api.signed_writes import MAX_BATCH, Accepted, SignedMessage, at_position, earlier_status
+from api.signed_writes import Accepted, SignedMessage, check_batch_size, earlier_status, positioned
 from api.signers import Signers
 from credtrace import uscc
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
@@ -62,20 +62,13 @@ def accept(
 
     With ``field_prefix`` None (a single message, not a batch), errors name the field alone.
     """
-    if not items:
-        raise ValidationFailed(field_prefix or "body", "is empty")
-    if len(items) > MAX_BATCH:
-        raise ValidationFailed(field_prefix or "body", f"holds {len(items)} messages; at most {MAX_BATCH}")
+    check_batch_size(items, field_prefix)
     signers = Signers(session)
     order: list[bytes] = []
     first: dict[bytes, tuple[int, _Checked]] = {}
     for index, item in enumerate(items):
-        try:
+        with positioned(field_prefix, index):
             one = _check(session, domain, signers, item, strict_org_code)
-        except (ValidationFailed, Conflict) as exc:
-            raise at_position(field_prefix, index, exc) from None
-        except (NotAuthorised, NotFound) as exc:
-            raise exc if field_prefix is None else type(exc)(f"{field_prefix}[{index}].{exc}") from None
         order.append(one.id)
         first.setdefault(one.id, (index, one))
     earlier = earlier_status(session, list(first))

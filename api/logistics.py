@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session
 
-from api.signed_writes import OUTBOX, SUBMISSIONS, Checked, Placement
+from api.signed_writes import NOT_FAILED, Checked, Placement, pending
 from api.status.cache import StatusCache
 from api.status.evaluation import BLACK
 from api.status.index import Checkpoint, read_checkpoint
@@ -39,6 +39,7 @@ from credtrace.logistics_rating import Figures, Grade, LoadedRule, file_hash, gr
 from node_bridge import logistics
 from node_bridge.credit import subject_code
 from node_bridge.logistics_index import COURIERS, EVALUATIONS, FIRMS, RULES
+from node_bridge.outbox import record_hex
 
 log = logging.getLogger("api.logistics")
 FREEZE_AT = 10_000
@@ -51,23 +52,7 @@ EVALUATION_COLUMNS = (
 )  # fmt: skip
 
 
-def _hex(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
 # writes: the state rules
-
-
-def _pending(session: Session, type_name: str, **where: str) -> list[dict[str, Any]]:
-    """Messages of ``type_name`` accepted here and not failed (indexed or not), as signed (JSON values)."""
-    query = (
-        select(SUBMISSIONS.c.message)
-        .join(OUTBOX, OUTBOX.c.id == SUBMISSIONS.c.id)
-        .where(SUBMISSIONS.c.type == type_name, OUTBOX.c.status != "failed")
-    )
-    for column, value in where.items():
-        query = query.where(SUBMISSIONS.c[column] == value)
-    return [dict(m) for m in session.execute(query).scalars()]
 
 
 def _earlier(earlier: Sequence[Checked], type_name: str) -> list[dict[str, Any]]:
@@ -76,10 +61,10 @@ def _earlier(earlier: Sequence[Checked], type_name: str) -> list[dict[str, Any]]
 
 def _firm_known(session: Session, firm: bytes) -> bool:
     """Registered in the index, or accepted here (and not failed) on its way there."""
-    key = _hex(firm)
+    key = record_hex(firm)
     if session.execute(select(FIRMS.c.firm).where(FIRMS.c.firm == key)).first() is not None:
         return True
-    return bool(_pending(session, "FirmRegistration", target=key))
+    return bool(pending(session, ["FirmRegistration"], target=key, status=NOT_FAILED))
 
 
 def _require_firm(session: Session, firm: bytes, earlier: Sequence[Checked]) -> None:
@@ -88,7 +73,7 @@ def _require_firm(session: Session, firm: bytes, earlier: Sequence[Checked]) -> 
     if any(m["firm"] == firm for m in _earlier(earlier, "FirmRegistration")):
         return  # registered earlier in this batch, which reaches the chain in its order
     raise Conflict(
-        "firm", "FirmNotRegistered", f"{_hex(firm)} is not a registered delivery firm (a LOGISTICS member "
+        "firm", "FirmNotRegistered", f"{record_hex(firm)} is not a registered delivery firm (a LOGISTICS member "
         "registers it first: FirmRegistration)",
     )  # fmt: skip
 
@@ -102,13 +87,13 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
             e["firm"] == m["firm"] for e in _earlier(earlier, "FirmRegistration")
         ):
             raise Conflict("firm", "FirmAlreadyRegistered", f"{subject_code(m['firm'])} is registered already")
-        return Placement(subject=_hex(m["firm"]), target=_hex(m["firm"]))
+        return Placement(subject=record_hex(m["firm"]), target=record_hex(m["firm"]))
     if checked.type == "CourierRegistration":
         logistics.check_courier(m["courier"])
         logistics.check_firm_code(m["firm"])
-        persons.ensure_not_shredded(session, _hex(m["courier"]))
+        persons.ensure_not_shredded(session, record_hex(m["courier"]))
         _require_firm(session, m["firm"], earlier)
-        courier, firm = _hex(m["courier"]), _hex(m["firm"])
+        courier, firm = record_hex(m["courier"]), record_hex(m["firm"])
         latest = session.execute(
             select(COURIERS.c.firm).where(COURIERS.c.courier == courier).order_by(COURIERS.c.block_number.desc(),
                                                                                   COURIERS.c.log_index.desc())
@@ -116,22 +101,22 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         same = (latest is not None and latest[0] == firm) or any(
             c["courier"] == m["courier"] and c["firm"] == m["firm"] for c in _earlier(earlier, "CourierRegistration")
         )
-        if same or _pending(session, "CourierRegistration", subject=courier, target=firm):
+        if same or pending(session, ["CourierRegistration"], subject=courier, target=firm, status=NOT_FAILED):
             raise Conflict("courier", "CourierAlreadyRegistered", f"this courier is registered with {firm} already")
         return Placement(subject=courier, target=firm)
     if checked.type == "Evaluation":
         logistics.check_evaluation(m)
         logistics.check_firm_code(m["firm"])
         _require_firm(session, m["firm"], earlier)
-        firm, evaluator = _hex(m["firm"]), _hex(m["evaluator"])
+        firm, evaluator = record_hex(m["firm"]), record_hex(m["evaluator"])
         slot = (m["evaluator"], m["firm"], m["period"])
         indexed = session.execute(
             select(EVALUATIONS.c.id).where(EVALUATIONS.c.evaluator == evaluator, EVALUATIONS.c.firm == firm,
                                            EVALUATIONS.c.period == m["period"])
         ).first()  # fmt: skip
         queued = any(  # as stored: JSON values (0x-hex, integers)
-            str(p["evaluator"]).lower() == evaluator and int(p["period"]) == m["period"]
-            for p in _pending(session, "Evaluation", target=firm)
+            str(p["message"]["evaluator"]).lower() == evaluator and int(p["message"]["period"]) == m["period"]
+            for p in pending(session, ["Evaluation"], target=firm, status=NOT_FAILED)
         )
         batch = any((o["evaluator"], o["firm"], o["period"]) == slot for o in _earlier(earlier, "Evaluation"))
         if indexed is not None or queued or batch:
@@ -152,7 +137,7 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         if file_hash(path) != digest:
             raise Conflict(
                 "ruleHash", "RuleHashMismatch",
-                f"{_hex(digest)} is not the keccak256 of {path.name} ({_hex(file_hash(path))})",
+                f"{record_hex(digest)} is not the keccak256 of {path.name} ({record_hex(file_hash(path))})",
             )  # fmt: skip
         return Placement()
     raise ValidationFailed("type", f"{checked.type} is not a logistics message")  # pragma: no cover
@@ -161,7 +146,8 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
 def latest_version(session: Session) -> int:
     """The latest rule version published or accepted here (0 if none)."""
     indexed = session.execute(select(func.max(RULES.c.version))).scalar() or 0
-    return max([int(indexed), *(int(p["version"]) for p in _pending(session, "RatingRule"))])
+    queued = pending(session, ["RatingRule"], status=NOT_FAILED)
+    return max([int(indexed), *(int(p["message"]["version"]) for p in queued)])
 
 
 # reads: rules, a firm's evaluations and grades
@@ -222,8 +208,8 @@ def firm_view(session: Session, firm: Subject) -> dict[str, Any]:
         select(*EVALUATION_COLUMNS).where(EVALUATIONS.c.firm == firm.id).order_by(EVALUATIONS.c.period,
                                                                                  EVALUATIONS.c.id)
     ).all()  # fmt: skip
-    pending = [p for p in _pending(session, "FirmRegistration", target=firm.id)]
-    if registration is None and not rows and not pending:
+    queued = pending(session, ["FirmRegistration"], target=firm.id, status=NOT_FAILED)
+    if registration is None and not rows and not queued:
         raise NotFound(f"firm: {firm.code or firm.id} is not a registered delivery firm")
     couriers = session.execute(
         select(COURIERS.c.courier, COURIERS.c.id, COURIERS.c.tx_hash).where(COURIERS.c.firm == firm.id)
@@ -243,7 +229,7 @@ def firm_view(session: Session, firm: Subject) -> dict[str, Any]:
             "id": registration["id"], "registrar": registration["registrar"], "signer": registration["signer"],
             "block_number": registration["block_number"], "tx_hash": registration["tx_hash"],
         },
-        "pending_registration": registration is None and bool(pending),
+        "pending_registration": registration is None and bool(queued),
         "couriers": [{"courier": c[0], "id": c[1], "tx_hash": c[2]} for c in couriers],
         "evaluations": [
             {"id": r[0], "evaluator": r[11], "period": r[2], "parcels": r[3], "onTimeBps": r[4],

@@ -18,17 +18,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field
-from sqlalchemy import RowMapping, func, or_, select
+from sqlalchemy import RowMapping, or_, select
 from sqlmodel import Session
 
 from api.chain_view import ChainView
-from api.signed_writes import OUTBOX, SUBMISSIONS, Accepted, Checked, Placement, SignedMessage, accept
+from api.signed_writes import ON_ITS_WAY, Accepted, Checked, Placement, SignedMessage, accept, deployed_domain, pending
 from credtrace.errors import ChainUnavailable, Conflict, NotAuthorised, ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code, subject_id
 from node_bridge.credit_index import RECORDS
 from node_bridge.eip712 import Domain
 from node_bridge.models import Member
+from node_bridge.outbox import record_hex
 from node_bridge.payment_index import ALERT_KINDS, ALERTS, BINDINGS, BLACKLIST_REAPPEARANCE, RELATIONS, SIGNALS
 from node_bridge.payments import (
     BINDING,
@@ -53,26 +54,29 @@ ACCOUNT_NUMBER_FIELDS = frozenset({"account", "accountNumber", "account_number",
 
 def domain(chain: ChainView) -> Domain:
     """The EIP-712 domain of the deployed PaymentRegistry."""
-    deployment = chain.deployment()
-    if CONTRACT not in deployment.contracts:
-        raise ChainUnavailable(f"chain {deployment.chain_id}'s deployment has no {CONTRACT}: run `credtrace deploy`")
-    return REGISTRY.domain(deployment.chain_id, deployment.contracts[CONTRACT].address)
+    return deployed_domain(
+        chain.deployment(), CONTRACT, REGISTRY.domain, missing=ChainUnavailable,
+        message="chain {chain_id}'s deployment has no {contract}: run `credtrace deploy`",
+    )  # fmt: skip
 
 
 # writes
 
 
-def submit(session: Session, chain: ChainView, items: Sequence[SignedMessage], batch: bool) -> list[Accepted]:
-    """Check and queue signed PaymentRegistry messages (not committed: the route commits before it answers)."""
+def submit(
+    session: Session, chain: ChainView, items: Sequence[SignedMessage], field_prefix: str | None
+) -> list[Accepted]:
+    """Check and queue signed PaymentRegistry messages (not committed: the route commits before it answers); errors
+    name ``<field_prefix>[i].<field>``, or the field alone when ``field_prefix`` is None (a single message)."""
     for index, item in enumerate(items):
         if isinstance(item.message, Mapping) and (plain := ACCOUNT_NUMBER_FIELDS & set(item.message)):
             field = sorted(plain)[0]
             raise ValidationFailed(
-                f"messages[{index}].message.{field}" if batch else f"message.{field}",
+                f"{field_prefix}[{index}].message.{field}" if field_prefix else f"message.{field}",
                 "the API takes only accountHash, the keyed hash of the number: compute it where the number is kept "
                 "(`credtrace payments hash-account`); the account number must not leave the payment institution",
             )
-    return accept(session, REGISTRY, domain(chain), items, check, field_prefix="messages" if batch else None)
+    return accept(session, REGISTRY, domain(chain), items, check, field_prefix=field_prefix)
 
 
 def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Placement:
@@ -88,7 +92,7 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         indexed = _open_binding(session, m["subject"], m["accountHash"])
         if (indexed is not None and indexed["id"] != checked.hex_id) or _pending(session, BINDING.name, pair, checked):
             raise Conflict("accountHash", "BindingExists", "this account is already bound to this subject")
-        return Placement(subject=_hex(m["subject"]), target=pair)
+        return Placement(subject=record_hex(m["subject"]), target=pair)
     if checked.type == UNBINDING.name:
         return _check_unbinding(session, checked, earlier)
     if checked.type == RELATION.name:
@@ -102,14 +106,14 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         raise Conflict("month", "SignalExists", f"a signal for this merchant and {m['month']} is earlier in the batch")
     filed = session.execute(
         select(SIGNALS.c.id).where(
-            SIGNALS.c.payment == _hex(m["payment"]),
-            SIGNALS.c.merchant == _hex(m["merchant"]),
+            SIGNALS.c.payment == record_hex(m["payment"]),
+            SIGNALS.c.merchant == record_hex(m["merchant"]),
             SIGNALS.c.month == m["month"],
         )
     ).scalar()
     if (filed is not None and filed != checked.hex_id) or _pending(session, SIGNAL.name, slot, checked):
         raise Conflict("month", "SignalExists", f"this member already filed one for this merchant and {m['month']}")
-    return Placement(subject=_hex(m["merchant"]), target=slot)
+    return Placement(subject=record_hex(m["merchant"]), target=slot)
 
 
 def _check_unbinding(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Placement:
@@ -134,15 +138,15 @@ def _check_unbinding(session: Session, checked: Checked, earlier: Sequence[Check
             if c.type == BINDING.name and pair_key(c.message["subject"], c.message["accountHash"]) == pair
         ]
         if queued:
-            binder = _hex(queued[-1].message["payment"])
+            binder = record_hex(queued[-1].message["payment"])
         else:
             row = _pending(session, BINDING.name, pair, checked)
             binder = row["issuer"] if row is not None else None
     if binder is None:
         raise Conflict("accountHash", "NotBound", "this account is not bound to this subject")
-    if binder != _hex(m["payment"]):
+    if binder != record_hex(m["payment"]):
         raise NotAuthorised(f"payment: member {binder} made this binding; only it may end it (NotBinder)")
-    return Placement(subject=_hex(m["subject"]), target=pair)
+    return Placement(subject=record_hex(m["subject"]), target=pair)
 
 
 def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Placement:
@@ -152,7 +156,7 @@ def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checke
         raise ValidationFailed("related", "must be another subject than subject")
     pair = relation_key(m["subject"], m["related"])
     same = [c for c in earlier if c.type == RELATION.name and c.id != checked.id]
-    first, second = sorted((_hex(m["subject"]), _hex(m["related"])))
+    first, second = sorted((record_hex(m["subject"]), record_hex(m["related"])))
     indexed = session.execute(
         select(RELATIONS.c.id).where(RELATIONS.c.subject_a == first, RELATIONS.c.subject_b == second)
     ).scalar()
@@ -162,13 +166,15 @@ def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checke
         or _pending(session, RELATION.name, pair, checked)
     ):
         raise Conflict("related", "RelationExists", "these two subjects are already declared related")
-    return Placement(subject=_hex(m["subject"]), target=pair)
+    return Placement(subject=record_hex(m["subject"]), target=pair)
 
 
 def _open_binding(session: Session, subject: bytes, account: bytes) -> RowMapping | None:
     """The indexed binding of a pair not ended since, if any."""
     query = select(BINDINGS.c.id, BINDINGS.c.payment).where(
-        BINDINGS.c.subject == _hex(subject), BINDINGS.c.account_hash == _hex(account), BINDINGS.c.unbound_by.is_(None)
+        BINDINGS.c.subject == record_hex(subject),
+        BINDINGS.c.account_hash == record_hex(account),
+        BINDINGS.c.unbound_by.is_(None),
     )
     return session.execute(query).mappings().first()
 
@@ -176,17 +182,8 @@ def _open_binding(session: Session, subject: bytes, account: bytes) -> RowMappin
 def _pending(session: Session, type_name: str, target: str, checked: Checked) -> RowMapping | None:
     """Another accepted message of this type filed under ``target`` and still on its way to the chain (once mined,
     the index tells; if it failed, it never counted)."""
-    query = (
-        select(SUBMISSIONS.c.id, SUBMISSIONS.c.issuer)
-        .join(OUTBOX, OUTBOX.c.id == SUBMISSIONS.c.id)
-        .where(
-            SUBMISSIONS.c.type == type_name,
-            SUBMISSIONS.c.target == target,
-            SUBMISSIONS.c.id != checked.hex_id,
-            OUTBOX.c.status.in_(("accepted", "submitted")),
-        )
-    )
-    return session.execute(query.limit(1)).mappings().first()
+    rows = pending(session, [type_name], target=target, status=ON_ITS_WAY)
+    return next((r for r in rows if r["id"] != checked.hex_id), None)
 
 
 # reads
@@ -263,7 +260,7 @@ class MerchantView(BaseModel):
 def subject_key(value: str, field: str = "subject") -> str:
     """A subject path parameter (credit code or 0x commitment) as the index keys it; errors name ``field``."""
     try:
-        return _hex(subject_id(value))
+        return record_hex(subject_id(value))
     except ValidationFailed as exc:
         raise ValidationFailed(field, exc.reason) from None
 
@@ -372,15 +369,7 @@ def merchant(session: Session, subject: str, roles: Role) -> MerchantView:
     privileged = bool(roles & SEES_ACCOUNTS)
     order = (BINDINGS.c.block_number, BINDINGS.c.log_index)
     rows = session.execute(select(BINDINGS).where(BINDINGS.c.subject == subject).order_by(*order)).mappings().all()
-    pending = session.execute(
-        select(func.count())
-        .select_from(SUBMISSIONS.join(OUTBOX, OUTBOX.c.id == SUBMISSIONS.c.id))
-        .where(
-            SUBMISSIONS.c.type == BINDING.name,
-            SUBMISSIONS.c.subject == subject,
-            OUTBOX.c.status.in_(("accepted", "submitted")),
-        )
-    ).scalar_one()
+    waiting = pending(session, [BINDING.name], subject=subject, status=ON_ITS_WAY)
     by_month = (SIGNALS.c.month, SIGNALS.c.payment)
     signal_query = select(SIGNALS).where(SIGNALS.c.merchant == subject).order_by(*by_month)
     signal_rows = session.execute(signal_query).mappings().all()
@@ -409,14 +398,10 @@ def merchant(session: Session, subject: str, roles: Role) -> MerchantView:
         subject_code=subject_code(bytes.fromhex(subject[2:])),
         bindings_count=sum(r["unbound_by"] is None for r in rows),
         accounts_count=len({r["account_hash"] for r in rows if r["unbound_by"] is None}),
-        pending_bindings=int(pending),
+        pending_bindings=len(waiting),
         bindings=_binding_views(session, rows, show_accounts=True) if privileged else None,
         signals=signals,
         related=related,
         payment_violations=list(violations),
         alerts=list_alerts(session, subject=subject, limit=1000) if privileged else None,
     )
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + value.hex()

@@ -18,16 +18,15 @@ more than :data:`RECOVERY_GRACE_DAYS` ago is a risk signal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import cache
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, case, func, select
 from sqlmodel import Session
 
 from api.auth import Caller
 from api.chain_view import ChainView
-from api.signed_writes import Checked, Placement, earlier_status, pending
+from api.signed_writes import NOT_FAILED, Checked, Placement, deployed_domain, earlier_status, pending
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
@@ -61,20 +60,12 @@ SHAPE_ERRORS = frozenset({"InvalidPeriod", "InvalidCurrency", "EmptyCustodian", 
 FUNDS = table_of(FundVersionRow)
 STEPS = table_of(CaseStepRow)
 CASES = table_of(CaseRow)
-FAILED = "failed"
-
-
-@cache
-def _domain(chain_id: int, address: str) -> Domain:
-    return REGISTRY.domain(chain_id, address)
+S = TypeVar("S", FundState, CaseState)
 
 
 def domain(chain: ChainView) -> Domain:
     """The EIP-712 domain of the deployed ProtectionRegistry."""
-    deployment = chain.deployment()
-    if CONTRACT not in deployment.contracts:
-        raise NotFound(f"the deployment on chain {deployment.chain_id} has no {CONTRACT}: run `credtrace deploy`")
-    return _domain(deployment.chain_id, deployment.contracts[CONTRACT].address)
+    return deployed_domain(chain.deployment(), CONTRACT, REGISTRY.domain)
 
 
 # writes
@@ -98,19 +89,32 @@ def check(session: Session, one: Checked, earlier: Sequence[Checked]) -> Placeme
         raise Conflict(exc.field, exc.error, exc.reason) from None
 
 
-def _unindexed(session: Session, type_name: str, target: str, indexed: Any) -> list[dict[str, Any]]:
-    """Messages of ``type_name`` filed under ``target``, accepted here but not yet indexed nor failed, oldest first."""
-    rows = list(pending(session, [type_name], target=target))
-    if not rows:
-        return []
+def _replayed(
+    session: Session,
+    one: Checked,
+    earlier: Sequence[Checked],
+    key: str,
+    indexed: Any,
+    state: S,
+    step: Callable[[S, Mapping[str, Any]], S],
+) -> S:
+    """``state`` (as indexed) after the messages that reach the chain before ``one`` and ``one`` itself: those of its
+    type filed under the same ``key`` (fund or case id) accepted here and neither indexed nor failed (oldest first),
+    then those earlier in the batch. ``step`` raises :class:`RuleBroken` as the contract would revert; an earlier
+    message that breaks a rule was accepted when the state was otherwise, and the chain will refuse it as it refuses
+    ``one``: it is passed over."""
+    target = hex32(one.message[key])
+    rows = pending(session, [one.type], target=target, status=NOT_FAILED)
     ids = [r["id"] for r in rows]
-    done = set(session.execute(select(indexed.c.id).where(indexed.c.id.in_(ids))).scalars())
-    status = earlier_status(session, [bytes.fromhex(i[2:]) for i in ids])
-    return [
-        REGISTRY.normalise(type_name, r["message"])
-        for r in rows
-        if r["id"] not in done and status.get(r["id"]) != FAILED
-    ]
+    done = set(session.execute(select(indexed.c.id).where(indexed.c.id.in_(ids))).scalars()) if ids else set()
+    before = [REGISTRY.normalise(one.type, r["message"]) for r in rows if r["id"] not in done]
+    before += [e.message for e in earlier if e.type == one.type and hex32(e.message[key]) == target]
+    for message in before:
+        try:
+            state = step(state, message)
+        except RuleBroken:
+            continue
+    return step(state, one.message)
 
 
 def fund_state(session: Session, fund_id: str) -> FundState:
@@ -123,15 +127,7 @@ def fund_state(session: Session, fund_id: str) -> FundState:
 
 def _check_fund(session: Session, one: Checked, earlier: Sequence[Checked]) -> Placement:
     fund_id = hex32(one.message["fundId"])
-    state = fund_state(session, fund_id)
-    before = _unindexed(session, "FundDeclaration", fund_id, FUNDS)
-    before += [e.message for e in earlier if e.type == one.type and hex32(e.message["fundId"]) == fund_id]
-    for message in before:
-        try:
-            state = next_fund_version(state, message)
-        except RuleBroken:
-            continue  # accepted when the state was otherwise; the chain will refuse it, as it refuses this one
-    next_fund_version(state, one.message)
+    _replayed(session, one, earlier, "fundId", FUNDS, fund_state(session, fund_id), next_fund_version)
     return Placement(subject=hex32(one.message["platform"]), target=fund_id)
 
 
@@ -154,15 +150,7 @@ def _check_step(session: Session, one: Checked, earlier: Sequence[Checked]) -> P
             "consumer", "reads as text: name the consumer by a salted commitment (keccak256(salt ‖ your reference)) "
             "or zero; no consumer's personal data may leave the platform",
         )  # fmt: skip
-    state = case_state(session, case_id)
-    before = _unindexed(session, "CaseStep", case_id, STEPS)
-    before += [e.message for e in earlier if e.type == one.type and hex32(e.message["caseId"]) == case_id]
-    for earlier_message in before:
-        try:
-            state = advance(state, earlier_message)
-        except RuleBroken:
-            continue
-    advance(state, message)
+    _replayed(session, one, earlier, "caseId", STEPS, case_state(session, case_id), advance)
     if message["decision"] != ZERO32:
         _check_decision(session, hex32(message["decision"]), hex32(message["merchant"]))
     return Placement(subject=hex32(message["merchant"]), target=case_id)

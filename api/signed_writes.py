@@ -17,24 +17,27 @@ signer's organisation must be one of them, and each signature is accepted and qu
 ``keccak256(digest ‖ organisation)`` (the digest stays the message's id; the registry's ``check`` recomputes it).
 
 Accepted messages are kept as signed (``signed_submission``) and queued (``outbox``) in the caller's SQL transaction;
-the same signed message submitted again gives the same id and no second row.
+the same signed message submitted again gives the same id and no second row. :func:`pending` reads them back for the
+registries' state rules and views; :func:`deployed_domain` gives the domain their signatures name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import RowMapping, insert, select, tuple_
 from sqlmodel import Session
 
 from api.signers import Signers
-from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
+from credtrace.errors import Conflict, CredtraceError, NotAuthorised, NotFound, ValidationFailed
 from node_bridge.consortium import Role
+from node_bridge.deploy import Deployment
 from node_bridge.eip712 import Domain, keccak, recover, to_bytes
-from node_bridge.models import OutboxEntry, SignedSubmission, utcnow
+from node_bridge.models import OutboxEntry, OutboxStatus, SignedSubmission, utcnow
 from node_bridge.outbox import record_hex
 from node_bridge.projections import chunks, table_of
 from node_bridge.signed import SignedRegistry, to_json
@@ -42,6 +45,11 @@ from node_bridge.signed import SignedRegistry, to_json
 SUBMISSIONS = table_of(SignedSubmission)
 OUTBOX = table_of(OutboxEntry)
 MAX_BATCH = 1000
+NOT_FAILED = (OutboxStatus.ACCEPTED, OutboxStatus.SUBMITTED, OutboxStatus.CONFIRMED)
+"""Outbox states of a message that is or will be on chain (a failed one never counted)."""
+ON_ITS_WAY = (OutboxStatus.ACCEPTED, OutboxStatus.SUBMITTED)
+"""Outbox states of a message not mined yet (once mined, the index tells)."""
+MISSING_CONTRACT = "the deployment on chain {chain_id} has no {contract}: run `credtrace deploy`"
 
 
 @dataclass(frozen=True)
@@ -104,24 +112,17 @@ def accept(
 
     With ``field_prefix`` None (a single message, not a batch), errors name the field alone.
     """
-    if not items:
-        raise ValidationFailed(field_prefix or "body", "is empty")
-    if len(items) > MAX_BATCH:
-        raise ValidationFailed(field_prefix or "body", f"holds {len(items)} messages; at most {MAX_BATCH}")
+    check_batch_size(items, field_prefix)
     signers = Signers(session)
     checked: list[Checked] = []
     placed: dict[bytes, Placement] = {}
     order: list[bytes] = []
     for index, item in enumerate(items):
-        try:
+        with positioned(field_prefix, index):
             one = _verify(registry, domain, signers, item)
             if one.id not in placed:
                 placed[one.id] = check(session, one, checked)
                 checked.append(one)
-        except (ValidationFailed, Conflict) as exc:
-            raise at_position(field_prefix, index, exc) from None
-        except (NotAuthorised, NotFound) as exc:
-            raise exc if field_prefix is None else type(exc)(f"{field_prefix}[{index}].{exc}") from None
         order.append(one.id)
     earlier = earlier_status(session, list(placed))
     fresh = [(index, one) for index, one in enumerate(checked) if one.hex_id not in earlier]
@@ -173,6 +174,25 @@ def at_position(field_prefix: str | None, index: int, exc: ValidationFailed | Co
     return ValidationFailed(f"{prefix}.{exc.field}", exc.reason)
 
 
+def check_batch_size(items: Sized, field_prefix: str | None) -> None:
+    """A batch holds 1 to :data:`MAX_BATCH` messages (the routes' models say so too; other callers rely on this)."""
+    if not items:
+        raise ValidationFailed(field_prefix or "body", "is empty")
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed(field_prefix or "body", f"holds {len(items)} messages; at most {MAX_BATCH}")
+
+
+@contextmanager
+def positioned(field_prefix: str | None, index: int) -> Iterator[None]:
+    """Errors raised checking message ``index`` of a batch name its place: ``messages[3].nonce`` (4xx all)."""
+    try:
+        yield
+    except (ValidationFailed, Conflict) as exc:
+        raise at_position(field_prefix, index, exc) from None
+    except (NotAuthorised, NotFound) as exc:
+        raise exc if field_prefix is None else type(exc)(f"{field_prefix}[{index}].{exc}") from None
+
+
 def earlier_status(session: Session, ids: list[bytes]) -> dict[str, str]:
     """Outbox status of the ids already accepted."""
     keys = [record_hex(i) for i in ids]
@@ -184,15 +204,49 @@ def earlier_status(session: Session, ids: list[bytes]) -> dict[str, str]:
 
 
 def pending(
-    session: Session, type_names: Sequence[str], *, target: str | None = None, subject: str | None = None
+    session: Session,
+    type_names: Sequence[str],
+    *,
+    target: str | None = None,
+    subject: str | None = None,
+    status: Collection[str] | None = None,
 ) -> Sequence[RowMapping]:
-    """Accepted messages of these types (oldest first) filed under ``target`` and/or ``subject``, as signed."""
+    """Accepted messages of these types (oldest first) filed under ``target`` and/or ``subject``, as signed; with
+    ``status``, only those whose outbox status is one of these (:data:`NOT_FAILED`, :data:`ON_ITS_WAY`)."""
     query = select(SUBMISSIONS).where(SUBMISSIONS.c.type.in_(list(type_names))).order_by(SUBMISSIONS.c.created_at)
+    if status is not None:
+        query = query.join(OUTBOX, OUTBOX.c.id == SUBMISSIONS.c.id).where(OUTBOX.c.status.in_(list(status)))
     if target is not None:
         query = query.where(SUBMISSIONS.c.target == target)
     if subject is not None:
         query = query.where(SUBMISSIONS.c.subject == subject)
     return session.execute(query).mappings().all()
+
+
+DomainT = TypeVar("DomainT", bound=Domain)
+_DOMAINS: dict[tuple[str, int, str], Domain] = {}
+
+
+def deployed_domain(
+    deployment: Deployment,
+    contract: str,
+    build: Callable[[int, str], DomainT],
+    *,
+    missing: Callable[[str], CredtraceError] = NotFound,
+    message: str = MISSING_CONTRACT,
+) -> DomainT:
+    """The EIP-712 domain of ``contract`` as deployed, ``build(chain_id, address)``: built once per chain and address,
+    as its type hashes are worked out when it is built and every signed write needs them.
+
+    A deployment without the contract (made before it existed) raises ``missing`` with ``message`` (a format string
+    of ``chain_id`` and ``contract``).
+    """
+    if contract not in deployment.contracts:
+        raise missing(message.format(chain_id=deployment.chain_id, contract=contract))
+    key = (contract, deployment.chain_id, deployment.contracts[contract].address)
+    if key not in _DOMAINS:
+        _DOMAINS[key] = build(deployment.chain_id, key[2])
+    return cast(DomainT, _DOMAINS[key])
 
 
 def _check_nonces(session: Session, fresh: list[tuple[int, Checked]], field_prefix: str | None) -> None:

@@ -24,13 +24,23 @@ from sqlalchemy import insert, or_, select
 from sqlmodel import Session
 
 from api.auth import ACTIVE, Caller
-from api.signed_writes import SUBMISSIONS, Accepted, Checked, Placement, SignedMessage, accept, pending
+from api.signed_writes import (
+    NOT_FAILED,
+    SUBMISSIONS,
+    Accepted,
+    Checked,
+    Placement,
+    SignedMessage,
+    accept,
+    deployed_domain,
+    pending,
+)
 from credtrace.errors import ChainUnavailable, Conflict, NotFound, ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.credit import Kind, Tier, subject_code, subject_id
 from node_bridge.deploy import Deployment
 from node_bridge.eip712 import Domain, to_bytes
-from node_bridge.models import CreditRecordRow, IndexerCheckpoint, Member, OutboxEntry, OutboxStatus, utcnow
+from node_bridge.models import CreditRecordRow, IndexerCheckpoint, Member, OutboxEntry, utcnow
 from node_bridge.projections import table_of
 from node_bridge.supervision import (
     CONTRACT,
@@ -54,7 +64,6 @@ ENTRIES = table_of(SupervisionEntry)
 DECISIONS = table_of(SupervisionJointDecision)
 SIGNATURES = table_of(SupervisionJointSignature)
 NOTES = table_of(SupervisionNote)
-OUTBOX = table_of(OutboxEntry)
 MEMBERS = table_of(Member)
 READERS = Role.REGULATOR | Role.AUDITOR
 
@@ -69,11 +78,7 @@ def subject_id_of(subject: str) -> bytes:
 
 def domain(deployment: Deployment) -> Domain:
     """The EIP-712 domain of the deployed SupervisionRegistry."""
-    if CONTRACT not in deployment.contracts:
-        raise ChainUnavailable(
-            f"the deployment on chain {deployment.chain_id} has no {CONTRACT}: run `credtrace deploy`"
-        )
-    return REGISTRY.domain(deployment.chain_id, deployment.contracts[CONTRACT].address)
+    return deployed_domain(deployment, CONTRACT, REGISTRY.domain, missing=ChainUnavailable)
 
 
 # writes
@@ -279,9 +284,8 @@ def load_case(session: Session, dom: Domain, case: bytes) -> CaseFile:
         d.active, d.active_time = bool(decision_row["active"]), decision_row["active_time"]
         for signature in session.execute(select(SIGNATURES).where(SIGNATURES.c.decision_id == decision_row["id"])):
             d.signed[to_bytes(signature.department, "department")] = "recorded"
-    failed = _failed(session, key)
-    for row in pending(session, ["CaseEntry", "JointDecision"], target=key):
-        if row["id"] in recorded or row["id"] in failed:
+    for row in pending(session, ["CaseEntry", "JointDecision"], target=key, status=NOT_FAILED):
+        if row["id"] in recorded:
             continue
         message = REGISTRY.normalise(row["type"], row["message"])
         if row["type"] == "CaseEntry":
@@ -296,12 +300,6 @@ def load_case(session: Session, dom: Domain, case: bytes) -> CaseFile:
             d = file.decision(dom.digest("JointDecision", message), message)
             d.signed.setdefault(to_bytes(row["issuer"], "issuer"), "pending")
     return file
-
-
-def _failed(session: Session, target: str) -> set[str]:
-    ids = select(SUBMISSIONS.c.id).where(SUBMISSIONS.c.target == target)
-    query = select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids), OUTBOX.c.status == OutboxStatus.FAILED)
-    return set(session.scalars(query))
 
 
 def _entry_message(row: Any) -> dict[str, Any]:

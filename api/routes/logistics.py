@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -30,12 +29,13 @@ from api import logistics as logic
 from api import signed_writes
 from api.auth import Caller, require_roles
 from api.deps import ChainDep, SessionDep
-from api.schemas import HEX
+from api.routes import signed
+from api.routes.signed import Accepted, SignedBatch, SignedBody
 from api.status import StatusCache, parse_subject
-from credtrace.errors import NotFound, ValidationFailed
+from credtrace.errors import ValidationFailed
 from node_bridge import logistics
 from node_bridge.consortium import Role
-from node_bridge.eip712 import DOMAIN_TYPE, Domain
+from node_bridge.eip712 import Domain
 
 router = APIRouter(prefix="/v1/logistics", tags=["logistics credit"])
 WriterDep = Annotated[Caller, Depends(require_roles(Role.LOGISTICS, Role.PLATFORM, Role.REGULATOR))]
@@ -45,37 +45,20 @@ JSON = "application/json"
 MessageType = Literal["FirmRegistration", "CourierRegistration", "Evaluation", "RatingRule"]
 
 
-@cache
-def _domain(chain_id: int, address: str) -> Domain:
-    return logistics.REGISTRY.domain(chain_id, address)
-
-
 def logistics_domain(chain: ChainDep) -> Domain:
     """The EIP-712 domain of the deployed LogisticsRegistry."""
-    deployment = chain.deployment()
-    if logistics.CONTRACT not in deployment.contracts:
-        raise NotFound(f"the deployment on chain {deployment.chain_id} has no {logistics.CONTRACT}: redeploy")
-    return _domain(deployment.chain_id, deployment.contracts[logistics.CONTRACT].address)
+    return signed_writes.deployed_domain(
+        chain.deployment(), logistics.CONTRACT, logistics.REGISTRY.domain,
+        message="the deployment on chain {chain_id} has no {contract}: redeploy",
+    )  # fmt: skip
 
 
 DomainDep = Annotated[Domain, Depends(logistics_domain)]
 
 
-class SignedLogistics(BaseModel):
+class SignedLogistics(SignedBody):
     type: MessageType = Field(description="the EIP-712 primary type that was signed")
     message: dict[str, Any] = Field(description="the signed message (see GET /v1/logistics/eip712)")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
-
-
-class SignedBatch(BaseModel):
-    messages: list[SignedLogistics] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class Accepted(BaseModel):
-    id: str = Field(description="the EIP-712 digest of the signed message")
-    type: str
-    signer: str
-    status: str = Field(description="accepted → submitted → confirmed, or failed")
 
 
 class AcceptedBatch(BaseModel):
@@ -92,18 +75,19 @@ def _json(payload: Any) -> Response:
 
 
 @router.post("/messages", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedBatch)
-def submit(session: SessionDep, domain: DomainDep, _caller: WriterDep, body: SignedBatch) -> AcceptedBatch:
+def submit(
+    session: SessionDep, domain: DomainDep, _caller: WriterDep, body: SignedBatch[SignedLogistics]
+) -> AcceptedBatch:
     """Accept signed logistics messages for the chain, all or none; 4xx naming ``messages[i].field`` otherwise."""
-    items = [signed_writes.SignedMessage(m.type, m.message, m.signature) for m in body.messages]
-    accepted = signed_writes.accept(session, logistics.REGISTRY, domain, items, logic.check)
-    session.commit()  # durable before the 202
-    return AcceptedBatch(accepted=[Accepted(id=a.id, type=a.type, signer=a.signer, status=a.status) for a in accepted])
+    accept = signed.registry_accept(session, logistics.REGISTRY, domain, logic.check)
+    accepted, _ = signed.accept_body(session, body, accept)
+    return AcceptedBatch(accepted=[Accepted.of(a) for a in accepted])
 
 
 @router.get("/eip712")
 def eip712(domain: DomainDep, _caller: ReaderDep) -> dict[str, Any]:
     """The EIP-712 domain and message types of the LogisticsRegistry."""
-    return {"domain": domain.as_dict(), "types": {"EIP712Domain": DOMAIN_TYPE, **logistics.REGISTRY.eip712_types}}
+    return signed.eip712(domain, logistics.REGISTRY)
 
 
 @router.get("/rules")

@@ -10,19 +10,21 @@ violations are credit records of kind ``payment_violation``, submitted through `
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from api import payments, signed_writes
+from api import payments
 from api.auth import Caller, CallerDep, require_roles
 from api.deps import ChainDep, SessionDep
 from api.payments import AlertView, MerchantView
 from api.ratelimit import public_rate_limit
-from api.schemas import HEX, HEX32
+from api.routes import signed
+from api.routes.signed import BatchAccepted, MessageAccepted, SignedBatch, SignedBody
+from api.schemas import HEX32
 from node_bridge.consortium import Role
-from node_bridge.eip712 import DOMAIN_TYPE
 from node_bridge.payment_index import ALERT_KINDS
 from node_bridge.payments import BINDING, REGISTRY, RELATION, SIGNAL, UNBINDING
 
@@ -31,131 +33,92 @@ Writer = Annotated[Caller, Depends(require_roles(Role.PAYMENT, Role.REGULATOR))]
 Watcher = Annotated[Caller, Depends(require_roles(Role.REGULATOR, Role.PAYMENT, Role.AUDITOR))]
 
 
-class SignedBinding(BaseModel):
+class SignedBinding(SignedBody):
     """A settlement account binding as signed: the EIP-712 message (JSON values) and the 65-byte signature."""
 
     type: Literal["AccountBinding"] = "AccountBinding"
     message: dict[str, Any] = Field(description="payment, subject, accountHash, boundAt, nonce (GET …/eip712)")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
 
 
-class SignedBindings(BaseModel):
-    messages: list[SignedBinding] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class SignedUnbinding(BaseModel):
+class SignedUnbinding(SignedBody):
     """The end of a binding, as signed by the PAYMENT member that made it."""
 
     type: Literal["AccountUnbinding"] = "AccountUnbinding"
     message: dict[str, Any] = Field(description="payment, subject, accountHash, unboundAt, nonce")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
 
 
-class SignedUnbindings(BaseModel):
-    messages: list[SignedUnbinding] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class SignedRelation(BaseModel):
+class SignedRelation(SignedBody):
     """A declaration that two subjects are one group, signed by a PAYMENT member or a REGULATOR."""
 
     type: Literal["SubjectRelation"] = "SubjectRelation"
     message: dict[str, Any] = Field(description="declarant, subject, related, nonce")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
 
 
-class SignedRelations(BaseModel):
-    messages: list[SignedRelation] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class SignedSignal(BaseModel):
+class SignedSignal(SignedBody):
     """A monthly payment signal as signed."""
 
     type: Literal["PaymentSignal"] = "PaymentSignal"
     message: dict[str, Any] = Field(
         description="payment, merchant, month (YYYYMM), orders, refundBps, chargebackBps, nonce"
     )
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
-
-
-class SignedSignals(BaseModel):
-    messages: list[SignedSignal] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class MessageAccepted(BaseModel):
-    id: str = Field(description="the EIP-712 digest of the signed message")
-    type: str
-    signer: str
-    status: str = Field(description="accepted → submitted → confirmed, or failed")
-    status_url: str
-
-
-class BatchAccepted(BaseModel):
-    accepted: list[MessageAccepted]
-
-
-def _submit(
-    request: Request, session: SessionDep, chain: ChainDep, items: list[Any], batch: bool
-) -> list[MessageAccepted]:
-    signed = [signed_writes.SignedMessage(i.type, i.message, i.signature) for i in items]
-    accepted = payments.submit(session, chain, signed, batch)
-    session.commit()  # durable before the 202
-    return [
-        MessageAccepted(
-            id=a.id, type=a.type, signer=a.signer, status=a.status,
-            status_url=str(request.url_for("get_record", record_id=a.id)),
-        )
-        for a in accepted
-    ]  # fmt: skip
 
 
 @router.post("/bindings", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_bindings(
-    request: Request, session: SessionDep, chain: ChainDep, _caller: Writer, body: SignedBinding | SignedBindings
+    request: Request,
+    session: SessionDep,
+    chain: ChainDep,
+    _caller: Writer,
+    body: SignedBinding | SignedBatch[SignedBinding],
 ) -> MessageAccepted | BatchAccepted:
     """Accept signed settlement account bindings (one, or ``{"messages": [...]}``): a PAYMENT member's signature.
 
     403 if the signer is not a PAYMENT member's active key; 409 ``BindingExists`` if the account is already bound to
     the subject; 422 naming the field otherwise (an ``accountNumber`` field is refused: send only the hash).
     """
-    if isinstance(body, SignedBinding):
-        return _submit(request, session, chain, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, body.messages, batch=True))
+    return signed.submit(request, session, body, partial(payments.submit, session, chain))
 
 
 @router.post("/unbindings", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_unbindings(
-    request: Request, session: SessionDep, chain: ChainDep, _caller: Writer, body: SignedUnbinding | SignedUnbindings
+    request: Request,
+    session: SessionDep,
+    chain: ChainDep,
+    _caller: Writer,
+    body: SignedUnbinding | SignedBatch[SignedUnbinding],
 ) -> MessageAccepted | BatchAccepted:
     """Accept signed ends of bindings (the account was closed or changed): 409 ``NotBound`` if the pair is not
     bound (or its unbinding is pending), 403 if another member made the binding (``NotBinder``)."""
-    if isinstance(body, SignedUnbinding):
-        return _submit(request, session, chain, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, body.messages, batch=True))
+    return signed.submit(request, session, body, partial(payments.submit, session, chain))
 
 
 @router.post("/relations", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_relations(
-    request: Request, session: SessionDep, chain: ChainDep, _caller: Writer, body: SignedRelation | SignedRelations
+    request: Request,
+    session: SessionDep,
+    chain: ChainDep,
+    _caller: Writer,
+    body: SignedRelation | SignedBatch[SignedRelation],
 ) -> MessageAccepted | BatchAccepted:
     """Accept signed declarations that two subjects are one group (an account they share is then no
     ``shared_account`` alert): 409 ``RelationExists``, 422 if both are the same subject."""
-    if isinstance(body, SignedRelation):
-        return _submit(request, session, chain, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, body.messages, batch=True))
+    return signed.submit(request, session, body, partial(payments.submit, session, chain))
 
 
 @router.post("/signals", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_signals(
-    request: Request, session: SessionDep, chain: ChainDep, _caller: Writer, body: SignedSignal | SignedSignals
+    request: Request,
+    session: SessionDep,
+    chain: ChainDep,
+    _caller: Writer,
+    body: SignedSignal | SignedBatch[SignedSignal],
 ) -> MessageAccepted | BatchAccepted:
     """Accept signed monthly refund and chargeback aggregates (one, or ``{"messages": [...]}``).
 
     409 ``SignalExists`` for a second signal of one member for one merchant and month; 422 for a month that is not
     YYYYMM or a rate above 10,000 basis points.
     """
-    if isinstance(body, SignedSignal):
-        return _submit(request, session, chain, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, body.messages, batch=True))
+    return signed.submit(request, session, body, partial(payments.submit, session, chain))
 
 
 @router.get("/alerts", response_model=list[AlertView])
@@ -190,10 +153,7 @@ def merchant(session: SessionDep, caller: CallerDep, subject: Annotated[str, Pat
 @router.get("/eip712", dependencies=[Depends(public_rate_limit)])
 def eip712(chain: ChainDep) -> dict[str, Any]:
     """The typed data to sign bindings and signals with any EIP-712 signer, and where to send them."""
-    domain = payments.domain(chain)
-    return {
-        "domain": domain.as_dict(),
-        "types": {"EIP712Domain": DOMAIN_TYPE, **REGISTRY.eip712_types},
+    return signed.eip712(payments.domain(chain), REGISTRY) | {
         "signer_roles": {t.name: [str(r.name) for r in Role if r & t.roles] for t in REGISTRY.types},
         "submit": {
             BINDING.name: "/v1/payments/bindings",

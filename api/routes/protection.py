@@ -12,18 +12,19 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from api import protection, signed_writes
+from api import protection
 from api.auth import Caller, CallerDep, require_roles, resolve_member
 from api.deps import ChainDep, SessionDep, SettingsDep
 from api.ratelimit import public_rate_limit
-from api.schemas import HEX, HEX32
+from api.routes import signed
+from api.routes.signed import BatchAccepted, MessageAccepted, SignedBatch, SignedBody
+from api.schemas import HEX32
 from credtrace import uscc
 from credtrace.errors import NotAuthorised
 from node_bridge.consortium import Role, member_id
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import DOMAIN_TYPE
 from node_bridge.protection import MAX_AMOUNT, REGISTRY, Step, hex32
 
 router = APIRouter(prefix="/v1/protection", tags=["consumer protection"])
@@ -33,28 +34,11 @@ MessageType = Literal["FundDeclaration", "CaseStep"]
 CaseState = Literal["complaint", "compensated", "recovered", "closed"]
 
 
-class SignedProtection(BaseModel):
+class SignedProtection(SignedBody):
     """A fund declaration or case step as signed: the EIP-712 message (JSON values) and the 65-byte signature."""
 
     type: MessageType = Field(description="the EIP-712 primary type that was signed")
     message: dict[str, Any] = Field(description="the signed message; see GET /v1/protection/eip712 for its fields")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
-
-
-class SignedProtections(BaseModel):
-    messages: list[SignedProtection] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class ProtectionAccepted(BaseModel):
-    id: str = Field(description="the EIP-712 digest of the signed message")
-    type: str
-    signer: str
-    status: str = Field(description="accepted → submitted → confirmed, or failed")
-    status_url: str
-
-
-class BatchAccepted(BaseModel):
-    accepted: list[ProtectionAccepted]
 
 
 def _member(session: SessionDep, settings: SettingsDep, ref: str) -> tuple[str, str]:
@@ -67,51 +51,27 @@ def _member(session: SessionDep, settings: SettingsDep, ref: str) -> tuple[str, 
     return resolve_member(session, ref, demo_directory(settings))
 
 
-def _submit(
-    request: Request, session: SessionDep, chain: ChainDep, items: list[SignedProtection], batch: bool
-) -> list[ProtectionAccepted]:
-    signed = [signed_writes.SignedMessage(i.type, i.message, i.signature) for i in items]
-    accepted = signed_writes.accept(
-        session, REGISTRY, protection.domain(chain), signed, protection.check,
-        field_prefix="messages" if batch else None,
-    )  # fmt: skip
-    session.commit()  # durable before the 202
-    return [
-        ProtectionAccepted(
-            id=a.id,
-            type=a.type,
-            signer=a.signer,
-            status=a.status,
-            status_url=str(request.url_for("get_record", record_id=a.id)),
-        )
-        for a in accepted
-    ]
-
-
-@router.post("/messages", status_code=status.HTTP_202_ACCEPTED, response_model=ProtectionAccepted | BatchAccepted)
+@router.post("/messages", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit(
     request: Request,
     session: SessionDep,
     chain: ChainDep,
     _caller: PlatformDep,
-    body: SignedProtection | SignedProtections,
-) -> ProtectionAccepted | BatchAccepted:
+    body: SignedProtection | SignedBatch[SignedProtection],
+) -> MessageAccepted | BatchAccepted:
     """Accept signed fund declarations and case steps (one, or ``{"messages": [...]}``) for the chain.
 
     The signature decides which platform speaks; the order and amount rules are the contract's (409 naming the
     field and the custom error), checked against what is indexed, pending and earlier in the batch.
     """
-    if isinstance(body, SignedProtection):
-        return _submit(request, session, chain, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, body.messages, batch=True))
+    accept = signed.registry_accept(session, REGISTRY, protection.domain(chain), protection.check)
+    return signed.submit(request, session, body, accept)
 
 
 @router.get("/eip712", dependencies=[Depends(public_rate_limit)])
 def eip712(chain: ChainDep) -> dict[str, Any]:
     """The domain and types a platform signs its fund declarations and case steps with (any EIP-712 signer)."""
-    return {
-        "domain": protection.domain(chain).as_dict(),
-        "types": {"EIP712Domain": DOMAIN_TYPE, **REGISTRY.eip712_types},
+    return signed.eip712(protection.domain(chain), REGISTRY) | {
         "steps": {s.name.lower(): s.value for s in Step},
         "max_amount": MAX_AMOUNT,
         "submit": "/v1/protection/messages",

@@ -8,17 +8,22 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from api import credit_writes, signed_writes
 from api.auth import Caller, CallerDep, require_roles
+from api.chain_view import ChainView
 from api.deps import ChainDep, SessionDep, SettingsDep
 from api.ratelimit import public_rate_limit
-from api.schemas import HEX, HEX32
+from api.routes import signed
+from api.routes.signed import BatchAccepted, MessageAccepted, SignedBody
+from api.schemas import HEX32
 from credtrace.errors import NotFound
+from credtrace.settings import Settings
 from node_bridge import credit, outbox
 from node_bridge.consortium import Role
 from node_bridge.eip712 import DOMAIN_TYPE
@@ -26,40 +31,27 @@ from node_bridge.models import CreditRecordRow, SignedSubmission
 
 router = APIRouter(prefix="/v1", tags=["credit records"])
 RecordType = Literal["CreditRecord", "Revocation", "Repair"]
+R = TypeVar("R", bound=SignedBody)
 
 
-class SignedRecord(BaseModel):
+class SignedRecord(SignedBody):
     """A record, revocation or repair as signed: the EIP-712 message (JSON values) and the 65-byte signature."""
 
     type: RecordType = Field("CreditRecord", description="the EIP-712 primary type that was signed")
     message: dict[str, Any] = Field(description="the signed message; see GET /v1/eip712 for its fields")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
 
 
-class SignedRecords(BaseModel):
-    records: list[SignedRecord] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
-
-
-class SignedEnforcement(BaseModel):
+class SignedEnforcement(SignedBody):
     type: Literal["Enforcement"] = "Enforcement"
-    message: dict[str, Any]
-    signature: str = Field(pattern=HEX)
 
 
-class SignedEnforcements(BaseModel):
-    records: list[SignedEnforcement] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
+class SignedRecords(BaseModel, Generic[R]):
+    """``{"records": [...]}``: accepted whole or not at all."""
 
+    records: list[R] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
 
-class RecordAccepted(BaseModel):
-    id: str = Field(description="the EIP-712 digest of the signed message")
-    type: str
-    signer: str
-    status: str = Field(description="accepted → submitted → confirmed, or failed")
-    status_url: str
-
-
-class BatchAccepted(BaseModel):
-    accepted: list[RecordAccepted]
+    def items(self) -> tuple[list[signed_writes.SignedMessage], str | None]:
+        return [r.signed() for r in self.records], "records"
 
 
 class RecordView(BaseModel):
@@ -79,65 +71,44 @@ class RecordView(BaseModel):
     closed_tx: str | None = None
 
 
-def _answer(request: Request, accepted: list[signed_writes.Accepted]) -> list[RecordAccepted]:
-    return [
-        RecordAccepted(
-            id=a.id,
-            type=a.type,
-            signer=a.signer,
-            status=a.status,
-            status_url=str(request.url_for("get_record", record_id=a.id)),
+def _accept(session: Session, chain: ChainView, settings: Settings) -> signed.Accept:
+    """Credit messages have their own checks (record kinds, tiers, closures): ``credit_writes.accept``."""
+
+    def accept(items: list[signed_writes.SignedMessage], field_prefix: str | None) -> list[signed_writes.Accepted]:
+        return credit_writes.accept(
+            session, chain.credit(), items, strict_org_code=settings.strict_org_code, field_prefix=field_prefix
         )
-        for a in accepted
-    ]
+
+    return accept
 
 
-def _submit(
-    request: Request, session: SessionDep, chain: ChainDep, settings: SettingsDep, items: list[Any], batch: bool
-) -> list[RecordAccepted]:
-    signed = [signed_writes.SignedMessage(i.type, i.message, i.signature) for i in items]
-    accepted = credit_writes.accept(
-        session,
-        chain.credit(),
-        signed,
-        strict_org_code=settings.strict_org_code,
-        field_prefix="records" if batch else None,
-    )
-    session.commit()  # durable before the 202
-    return _answer(request, accepted)
-
-
-@router.post("/records", status_code=status.HTTP_202_ACCEPTED, response_model=RecordAccepted | BatchAccepted)
+@router.post("/records", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_records(
     request: Request,
     session: SessionDep,
     chain: ChainDep,
     settings: SettingsDep,
     _caller: CallerDep,
-    body: SignedRecord | SignedRecords,
-) -> RecordAccepted | BatchAccepted:
+    body: SignedRecord | SignedRecords[SignedRecord],
+) -> MessageAccepted | BatchAccepted:
     """Accept signed records, revocations or repairs for the chain (one, or ``{"records": [...]}``).
 
     Any member may relay; the signature decides who issued it. Errors name the message and field.
     """
-    if isinstance(body, SignedRecord):
-        return _submit(request, session, chain, settings, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, settings, body.records, batch=True))
+    return signed.submit(request, session, body, _accept(session, chain, settings))
 
 
-@router.post("/enforcements", status_code=status.HTTP_202_ACCEPTED, response_model=RecordAccepted | BatchAccepted)
+@router.post("/enforcements", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted | BatchAccepted)
 def submit_enforcements(
     request: Request,
     session: SessionDep,
     chain: ChainDep,
     settings: SettingsDep,
     _caller: Annotated[Caller, Depends(require_roles(Role.PLATFORM))],
-    body: SignedEnforcement | SignedEnforcements,
-) -> RecordAccepted | BatchAccepted:
+    body: SignedEnforcement | SignedRecords[SignedEnforcement],
+) -> MessageAccepted | BatchAccepted:
     """A platform's signed receipts that it applied a measure to a subject under a record."""
-    if isinstance(body, SignedEnforcement):
-        return _submit(request, session, chain, settings, [body], batch=False)[0]
-    return BatchAccepted(accepted=_submit(request, session, chain, settings, body.records, batch=True))
+    return signed.submit(request, session, body, _accept(session, chain, settings))
 
 
 @router.get("/records/{record_id}", response_model=RecordView, name="get_record")

@@ -15,11 +15,13 @@ from sqlmodel import Session
 from api import signed_writes, supervision
 from api.auth import Caller, CallerDep, require_roles
 from api.deps import ChainDep, SessionDep
-from api.schemas import HEX, HEX32
+from api.routes import signed
+from api.routes.signed import SignedBody
+from api.schemas import HEX32
 from credtrace.errors import NotFound
 from node_bridge import outbox
 from node_bridge.consortium import Role
-from node_bridge.eip712 import DOMAIN_TYPE, Domain, to_bytes
+from node_bridge.eip712 import Domain, to_bytes
 from node_bridge.supervision import REGISTRY, Action
 from node_bridge.supervision_models import SupervisionJointDecision
 
@@ -28,12 +30,11 @@ Department = Annotated[Caller, Depends(require_roles(Role.REGULATOR))]
 Reader = Annotated[Caller, Depends(require_roles(Role.REGULATOR, Role.AUDITOR))]
 
 
-class SignedEntry(BaseModel):
+class SignedEntry(SignedBody):
     """A case entry as signed, and the text its ``noteHash`` is the keccak256 of (kept off chain)."""
 
     type: Literal["CaseEntry"] = "CaseEntry"
     message: dict[str, Any] = Field(description="the signed CaseEntry; see GET /v1/supervision/eip712")
-    signature: str = Field(pattern=HEX, description="0x-hex r ‖ s ‖ v")
     text: str | None = Field(None, description="the description or finding whose keccak256 is noteHash")
 
 
@@ -41,69 +42,53 @@ class SignedEntries(BaseModel):
     entries: list[SignedEntry] = Field(min_length=1, max_length=signed_writes.MAX_BATCH)
 
 
-class SignedJoint(BaseModel):
+class SignedJoint(SignedBody):
     """One department's signature of a joint decision (each named department submits its own)."""
 
     type: Literal["JointDecision"] = "JointDecision"
-    message: dict[str, Any]
-    signature: str = Field(pattern=HEX)
 
 
-class Accepted(BaseModel):
+class EntryAccepted(signed.Accepted):
     id: str = Field(description="the entry id (EIP-712 digest); for a co-signature, keccak256(decision ‖ department)")
-    type: str
-    signer: str
-    status: str = Field(description="accepted → submitted → confirmed, or failed")
     decision_id: str | None = Field(None, description="the joint decision's id (the digest every department signs)")
 
 
-class BatchAccepted(BaseModel):
-    accepted: list[Accepted]
+class EntriesAccepted(BaseModel):
+    accepted: list[EntryAccepted]
 
 
-def _answer(accepted: list[signed_writes.Accepted], decision_ids: list[str | None]) -> list[Accepted]:
-    return [Accepted(id=a.id, type=a.type, signer=a.signer, status=a.status, decision_id=d)
-            for a, d in zip(accepted, decision_ids, strict=True)]  # fmt: skip
-
-
-@router.post("/entries", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted | BatchAccepted)
+@router.post("/entries", status_code=status.HTTP_202_ACCEPTED, response_model=EntryAccepted | EntriesAccepted)
 def submit_entries(
     session: SessionDep, chain: ChainDep, _caller: Department, body: SignedEntry | SignedEntries
-) -> Accepted | BatchAccepted:
+) -> EntryAccepted | EntriesAccepted:
     """Accept signed case entries (one, or ``{"entries": [...]}``): open, refer, acknowledge, evidence, finding,
     link-decision, close. A step out of order is a 409 naming the contract's error; a text not matching its
     ``noteHash`` a 422 on ``text``. Only departments submit (case texts are not for other members)."""
     items = [body] if isinstance(body, SignedEntry) else body.entries
-    noted = [supervision.NotedMessage(signed_writes.SignedMessage(i.type, i.message, i.signature), i.text)
-             for i in items]  # fmt: skip
+    noted = [supervision.NotedMessage(i.signed(), i.text) for i in items]
     dom = supervision.domain(chain.deployment())
     accepted = supervision.submit(session, dom, noted, batch=isinstance(body, SignedEntries))
     session.commit()
-    answer = _answer(accepted, [None] * len(accepted))
-    return answer[0] if isinstance(body, SignedEntry) else BatchAccepted(accepted=answer)
+    answer = [EntryAccepted.of(a) for a in accepted]
+    return answer[0] if isinstance(body, SignedEntry) else EntriesAccepted(accepted=answer)
 
 
-@router.post("/joint-decisions", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-def sign_joint_decision(session: SessionDep, chain: ChainDep, _caller: Department, body: SignedJoint) -> Accepted:
+@router.post("/joint-decisions", status_code=status.HTTP_202_ACCEPTED, response_model=EntryAccepted)
+def sign_joint_decision(session: SessionDep, chain: ChainDep, _caller: Department, body: SignedJoint) -> EntryAccepted:
     """Accept one named department's signature of a joint decision; the decision is active on chain once every
     named department's signature is recorded. The case must be open and every named department on it."""
     dom = supervision.domain(chain.deployment())
-    signed = signed_writes.SignedMessage(body.type, body.message, body.signature)
-    accepted = supervision.submit(session, dom, [supervision.NotedMessage(signed)], batch=False)
+    accepted = supervision.submit(session, dom, [supervision.NotedMessage(body.signed())], batch=False)
     session.commit()
     decision_id = "0x" + dom.digest("JointDecision", REGISTRY.normalise("JointDecision", body.message)).hex()
-    return _answer(accepted, [decision_id])[0]
+    return EntryAccepted.of(accepted[0], decision_id=decision_id)
 
 
 @router.get("/eip712")
 def eip712(chain: ChainDep, _caller: CallerDep) -> dict[str, Any]:
     """The typed data departments sign: the SupervisionRegistry's domain, the types and the action numbers."""
     dom = supervision.domain(chain.deployment())
-    return {
-        "domain": dom.as_dict(),
-        "types": {"EIP712Domain": DOMAIN_TYPE, **REGISTRY.eip712_types},
-        "actions": {a.slug: int(a) for a in Action},
-    }
+    return signed.eip712(dom, REGISTRY) | {"actions": {a.slug: int(a) for a in Action}}
 
 
 @router.get("/cases")

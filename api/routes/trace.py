@@ -11,7 +11,6 @@ whose roots go on chain, and ``GET /v1/trace/events/{id}/proof`` answers an RFC 
 from __future__ import annotations
 
 import io
-from functools import cache
 from typing import Annotated, Any
 
 import orjson
@@ -24,6 +23,7 @@ from api.auth import Caller, require_roles
 from api.deps import ChainDep, SessionDep, SettingsDep
 from api.ratelimit import public_rate_limit
 from api.schemas import HEX, HEX32
+from api.signed_writes import deployed_domain
 from credtrace.errors import NotFound
 from node_bridge import outbox, trace
 from node_bridge.consortium import Role
@@ -36,17 +36,9 @@ ActorDep = Annotated[Caller, Depends(require_roles(Role.PRODUCER, Role.LOGISTICS
 QR_SCALE = 8
 
 
-@cache
-def _domain(chain_id: int, address: str) -> TraceDomain:
-    return TraceDomain(chain_id, address)
-
-
 def trace_domain(chain: ChainDep) -> TraceDomain:
     """The EIP-712 domain of the deployed TraceRegistry."""
-    deployment = chain.deployment()
-    if trace.CONTRACT not in deployment.contracts:
-        raise NotFound(f"the deployment on chain {deployment.chain_id} has no {trace.CONTRACT}: run `credtrace deploy`")
-    return _domain(deployment.chain_id, deployment.contracts[trace.CONTRACT].address)
+    return deployed_domain(chain.deployment(), trace.CONTRACT, TraceDomain)
 
 
 DomainDep = Annotated[TraceDomain, Depends(trace_domain)]
