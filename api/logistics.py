@@ -38,8 +38,8 @@ from credtrace.errors import Conflict, CredtraceError, NotFound, ValidationFaile
 from credtrace.logistics_rating import Figures, Grade, LoadedRule, file_hash, grade, load_rule, rule_path
 from node_bridge import logistics
 from node_bridge.credit import subject_code
+from node_bridge.eip712 import hex32
 from node_bridge.logistics_index import COURIERS, EVALUATIONS, FIRMS, RULES
-from node_bridge.outbox import record_hex
 
 log = logging.getLogger("api.logistics")
 FREEZE_AT = 10_000
@@ -61,7 +61,7 @@ def _earlier(earlier: Sequence[Checked], type_name: str) -> list[dict[str, Any]]
 
 def _firm_known(session: Session, firm: bytes) -> bool:
     """Registered in the index, or accepted here (and not failed) on its way there."""
-    key = record_hex(firm)
+    key = hex32(firm)
     if session.execute(select(FIRMS.c.firm).where(FIRMS.c.firm == key)).first() is not None:
         return True
     return bool(pending(session, ["FirmRegistration"], target=key, status=NOT_FAILED))
@@ -73,7 +73,7 @@ def _require_firm(session: Session, firm: bytes, earlier: Sequence[Checked]) -> 
     if any(m["firm"] == firm for m in _earlier(earlier, "FirmRegistration")):
         return  # registered earlier in this batch, which reaches the chain in its order
     raise Conflict(
-        "firm", "FirmNotRegistered", f"{record_hex(firm)} is not a registered delivery firm (a LOGISTICS member "
+        "firm", "FirmNotRegistered", f"{hex32(firm)} is not a registered delivery firm (a LOGISTICS member "
         "registers it first: FirmRegistration)",
     )  # fmt: skip
 
@@ -87,13 +87,13 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
             e["firm"] == m["firm"] for e in _earlier(earlier, "FirmRegistration")
         ):
             raise Conflict("firm", "FirmAlreadyRegistered", f"{subject_code(m['firm'])} is registered already")
-        return Placement(subject=record_hex(m["firm"]), target=record_hex(m["firm"]))
+        return Placement(subject=hex32(m["firm"]), target=hex32(m["firm"]))
     if checked.type == "CourierRegistration":
         logistics.check_courier(m["courier"])
         logistics.check_firm_code(m["firm"])
-        persons.ensure_not_shredded(session, record_hex(m["courier"]))
+        persons.ensure_not_shredded(session, hex32(m["courier"]))
         _require_firm(session, m["firm"], earlier)
-        courier, firm = record_hex(m["courier"]), record_hex(m["firm"])
+        courier, firm = hex32(m["courier"]), hex32(m["firm"])
         latest = session.execute(
             select(COURIERS.c.firm).where(COURIERS.c.courier == courier).order_by(COURIERS.c.block_number.desc(),
                                                                                   COURIERS.c.log_index.desc())
@@ -108,7 +108,7 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         logistics.check_evaluation(m)
         logistics.check_firm_code(m["firm"])
         _require_firm(session, m["firm"], earlier)
-        firm, evaluator = record_hex(m["firm"]), record_hex(m["evaluator"])
+        firm, evaluator = hex32(m["firm"]), hex32(m["evaluator"])
         slot = (m["evaluator"], m["firm"], m["period"])
         indexed = session.execute(
             select(EVALUATIONS.c.id).where(EVALUATIONS.c.evaluator == evaluator, EVALUATIONS.c.firm == firm,
@@ -137,7 +137,7 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         if file_hash(path) != digest:
             raise Conflict(
                 "ruleHash", "RuleHashMismatch",
-                f"{record_hex(digest)} is not the keccak256 of {path.name} ({record_hex(file_hash(path))})",
+                f"{hex32(digest)} is not the keccak256 of {path.name} ({hex32(file_hash(path))})",
             )  # fmt: skip
         return Placement()
     raise ValidationFailed("type", f"{checked.type} is not a logistics message")  # pragma: no cover

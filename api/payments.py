@@ -27,9 +27,8 @@ from credtrace.errors import ChainUnavailable, Conflict, NotAuthorised, Validati
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code, subject_id
 from node_bridge.credit_index import RECORDS
-from node_bridge.eip712 import Domain
+from node_bridge.eip712 import Domain, hex32
 from node_bridge.models import Member
-from node_bridge.outbox import record_hex
 from node_bridge.payment_index import ALERT_KINDS, ALERTS, BINDINGS, BLACKLIST_REAPPEARANCE, RELATIONS, SIGNALS
 from node_bridge.payments import (
     BINDING,
@@ -92,7 +91,7 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         indexed = _open_binding(session, m["subject"], m["accountHash"])
         if (indexed is not None and indexed["id"] != checked.hex_id) or _pending(session, BINDING.name, pair, checked):
             raise Conflict("accountHash", "BindingExists", "this account is already bound to this subject")
-        return Placement(subject=record_hex(m["subject"]), target=pair)
+        return Placement(subject=hex32(m["subject"]), target=pair)
     if checked.type == UNBINDING.name:
         return _check_unbinding(session, checked, earlier)
     if checked.type == RELATION.name:
@@ -106,14 +105,14 @@ def check(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Pla
         raise Conflict("month", "SignalExists", f"a signal for this merchant and {m['month']} is earlier in the batch")
     filed = session.execute(
         select(SIGNALS.c.id).where(
-            SIGNALS.c.payment == record_hex(m["payment"]),
-            SIGNALS.c.merchant == record_hex(m["merchant"]),
+            SIGNALS.c.payment == hex32(m["payment"]),
+            SIGNALS.c.merchant == hex32(m["merchant"]),
             SIGNALS.c.month == m["month"],
         )
     ).scalar()
     if (filed is not None and filed != checked.hex_id) or _pending(session, SIGNAL.name, slot, checked):
         raise Conflict("month", "SignalExists", f"this member already filed one for this merchant and {m['month']}")
-    return Placement(subject=record_hex(m["merchant"]), target=slot)
+    return Placement(subject=hex32(m["merchant"]), target=slot)
 
 
 def _check_unbinding(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Placement:
@@ -138,15 +137,15 @@ def _check_unbinding(session: Session, checked: Checked, earlier: Sequence[Check
             if c.type == BINDING.name and pair_key(c.message["subject"], c.message["accountHash"]) == pair
         ]
         if queued:
-            binder = record_hex(queued[-1].message["payment"])
+            binder = hex32(queued[-1].message["payment"])
         else:
             row = _pending(session, BINDING.name, pair, checked)
             binder = row["issuer"] if row is not None else None
     if binder is None:
         raise Conflict("accountHash", "NotBound", "this account is not bound to this subject")
-    if binder != record_hex(m["payment"]):
+    if binder != hex32(m["payment"]):
         raise NotAuthorised(f"payment: member {binder} made this binding; only it may end it (NotBinder)")
-    return Placement(subject=record_hex(m["subject"]), target=pair)
+    return Placement(subject=hex32(m["subject"]), target=pair)
 
 
 def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checked]) -> Placement:
@@ -156,7 +155,7 @@ def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checke
         raise ValidationFailed("related", "must be another subject than subject")
     pair = relation_key(m["subject"], m["related"])
     same = [c for c in earlier if c.type == RELATION.name and c.id != checked.id]
-    first, second = sorted((record_hex(m["subject"]), record_hex(m["related"])))
+    first, second = sorted((hex32(m["subject"]), hex32(m["related"])))
     indexed = session.execute(
         select(RELATIONS.c.id).where(RELATIONS.c.subject_a == first, RELATIONS.c.subject_b == second)
     ).scalar()
@@ -166,14 +165,14 @@ def _check_relation(session: Session, checked: Checked, earlier: Sequence[Checke
         or _pending(session, RELATION.name, pair, checked)
     ):
         raise Conflict("related", "RelationExists", "these two subjects are already declared related")
-    return Placement(subject=record_hex(m["subject"]), target=pair)
+    return Placement(subject=hex32(m["subject"]), target=pair)
 
 
 def _open_binding(session: Session, subject: bytes, account: bytes) -> RowMapping | None:
     """The indexed binding of a pair not ended since, if any."""
     query = select(BINDINGS.c.id, BINDINGS.c.payment).where(
-        BINDINGS.c.subject == record_hex(subject),
-        BINDINGS.c.account_hash == record_hex(account),
+        BINDINGS.c.subject == hex32(subject),
+        BINDINGS.c.account_hash == hex32(account),
         BINDINGS.c.unbound_by.is_(None),
     )
     return session.execute(query).mappings().first()
@@ -260,7 +259,7 @@ class MerchantView(BaseModel):
 def subject_key(value: str, field: str = "subject") -> str:
     """A subject path parameter (credit code or 0x commitment) as the index keys it; errors name ``field``."""
     try:
-        return record_hex(subject_id(value))
+        return hex32(subject_id(value))
     except ValidationFailed as exc:
         raise ValidationFailed(field, exc.reason) from None
 

@@ -30,7 +30,7 @@ from api.signed_writes import NOT_FAILED, Checked, Placement, deployed_domain, e
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
-from node_bridge.eip712 import Domain
+from node_bridge.eip712 import Domain, hex32
 from node_bridge.models import CreditRecordRow, SignedSubmission
 from node_bridge.projections import table_of
 from node_bridge.protection import (
@@ -42,7 +42,6 @@ from node_bridge.protection import (
     RuleBroken,
     Step,
     advance,
-    hex32,
     looks_like_text,
     next_fund_version,
 )

@@ -36,11 +36,11 @@ from api.signers import Signers
 from credtrace.errors import Conflict, CredtraceError, NotAuthorised, NotFound, ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.deploy import Deployment
-from node_bridge.eip712 import Domain, keccak, recover, to_bytes
+from node_bridge.eip712 import Domain, keccak, recover, to_bytes, to_json
 from node_bridge.models import OutboxEntry, OutboxStatus, SignedSubmission, utcnow
 from node_bridge.outbox import record_hex
 from node_bridge.projections import chunks, table_of
-from node_bridge.signed import SignedRegistry, to_json
+from node_bridge.signed import SignedRegistry
 
 SUBMISSIONS = table_of(SignedSubmission)
 OUTBOX = table_of(OutboxEntry)

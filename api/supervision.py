@@ -39,7 +39,7 @@ from credtrace.errors import ChainUnavailable, Conflict, NotFound, ValidationFai
 from node_bridge.consortium import Role
 from node_bridge.credit import Kind, Tier, subject_code, subject_id
 from node_bridge.deploy import Deployment
-from node_bridge.eip712 import Domain, to_bytes
+from node_bridge.eip712 import Domain, hex32, to_bytes
 from node_bridge.models import CreditRecordRow, IndexerCheckpoint, Member, OutboxEntry, utcnow
 from node_bridge.projections import table_of
 from node_bridge.supervision import (
@@ -50,7 +50,6 @@ from node_bridge.supervision import (
     Action,
     CaseState,
     Standing,
-    hexed,
     note_hash,
 )
 from node_bridge.supervision_models import (
@@ -137,7 +136,7 @@ def _checked_text(session: Session, item: NotedMessage, place: str) -> tuple[str
         return None  # the generic checks name what is missing
     try:
         signed_hash = to_bytes(message["noteHash"], "noteHash")
-        case = hexed(to_bytes(message.get("caseId", "0x"), "caseId"))
+        case = hex32(to_bytes(message.get("caseId", "0x"), "caseId"))
     except ValidationFailed:
         return None
     if signed_hash == ZERO32:
@@ -145,17 +144,17 @@ def _checked_text(session: Session, item: NotedMessage, place: str) -> tuple[str
             raise ValidationFailed(f"{place}text", "the entry signs no noteHash, so it carries no text")
         return None
     if item.text is None:
-        if session.get(SupervisionNote, hexed(signed_hash)) is not None:
+        if session.get(SupervisionNote, hex32(signed_hash)) is not None:
             return None  # the same entry again: its text is kept already
-        raise ValidationFailed(f"{place}text", f"the entry signs noteHash {hexed(signed_hash)}: give its text")
+        raise ValidationFailed(f"{place}text", f"the entry signs noteHash {hex32(signed_hash)}: give its text")
     if len(item.text) > MAX_NOTE:
         raise ValidationFailed(f"{place}text", f"is {len(item.text)} characters; at most {MAX_NOTE}")
     actual = note_hash(item.text)
     if actual != signed_hash:
         raise ValidationFailed(
-            f"{place}text", f"its keccak256 is {hexed(actual)}, not the noteHash {hexed(signed_hash)} the entry signs"
+            f"{place}text", f"its keccak256 is {hex32(actual)}, not the noteHash {hex32(signed_hash)} the entry signs"
         )
-    return hexed(signed_hash), item.text, case
+    return hex32(signed_hash), item.text, case
 
 
 class Rules:
@@ -173,16 +172,16 @@ class Rules:
     def check(self, session: Session, checked: Checked, _earlier: Sequence[Checked]) -> Placement:
         m = checked.message
         case = self.case(session, m["caseId"])
-        subject = hexed(case.state.subject) if case.state.exists else None
+        subject = hex32(case.state.subject) if case.state.exists else None
         if session.get(OutboxEntry, checked.hex_id) is not None:
-            return Placement(subject, hexed(m["caseId"]))  # accepted before: the same id again, nothing new
+            return Placement(subject, hex32(m["caseId"]))  # accepted before: the same id again, nothing new
         if checked.type == "CaseEntry":
             if m["action"] == Action.LINK_DECISION and case.state.exists:
                 _check_link(session, case, m["ref"])
             is_department = m["action"] != Action.REFER or _is_department(session, m["counterpart"])
             case.state.apply(checked.id, m, is_department=is_department)
             case.add_pending(checked.id, m, checked.signer)
-            return Placement(hexed(case.state.subject), hexed(m["caseId"]))
+            return Placement(hex32(case.state.subject), hex32(m["caseId"]))
         _check_kind(m)
         organisation = bytes.fromhex(checked.organisation[2:])
         case.state.check_decision(m, organisation)
@@ -190,9 +189,9 @@ class Rules:
         decision = case.decision(decision_id, m)
         if organisation in decision.signed:
             raise Conflict("signature", "AlreadySigned", f"{checked.organisation} signed joint decision "
-                           f"{hexed(decision_id)} already")  # fmt: skip
+                           f"{hex32(decision_id)} already")  # fmt: skip
         decision.signed[organisation] = "pending"
-        return Placement(hexed(case.state.subject), hexed(m["caseId"]))
+        return Placement(hex32(case.state.subject), hex32(m["caseId"]))
 
 
 def _check_kind(m: Mapping[str, Any]) -> None:
@@ -203,7 +202,7 @@ def _check_kind(m: Mapping[str, Any]) -> None:
 
 
 def _is_department(session: Session, member: bytes) -> bool:
-    row = session.get(Member, hexed(member))
+    row = session.get(Member, hex32(member))
     return row is not None and row.status == ACTIVE and bool(row.roles & Role.REGULATOR)
 
 
@@ -211,8 +210,8 @@ def _check_link(session: Session, case: CaseFile, ref: bytes) -> None:
     """A linked decision is a credit record on the case's subject, or a joint decision of the case."""
     if ref == ZERO32:
         return  # the contract's MissingReference, raised by the rules
-    key = hexed(ref)
-    if key in {hexed(d) for d in case.decisions}:
+    key = hex32(ref)
+    if key in {hex32(d) for d in case.decisions}:
         return
     record = session.get(CreditRecordRow, key)
     subject = record.subject if record is not None else None
@@ -222,7 +221,7 @@ def _check_link(session: Session, case: CaseFile, ref: bytes) -> None:
             subject = row.subject
     if subject is None:
         raise ValidationFailed("ref", f"{key} is neither a credit record nor a joint decision of this case")
-    if subject != hexed(case.state.subject):
+    if subject != hex32(case.state.subject):
         raise ValidationFailed("ref", f"record {key} concerns {subject}, not the case's subject")
 
 
@@ -268,7 +267,7 @@ def load_case(session: Session, dom: Domain, case: bytes) -> CaseFile:
     chain will refuse, say after a conflicting one landed first, is left out)."""
     state = CaseState(case)
     file = CaseFile(state)
-    key = hexed(case)
+    key = hex32(case)
     rows = session.execute(
         select(ENTRIES).where(ENTRIES.c.case_id == key).order_by(ENTRIES.c.block_number, ENTRIES.c.log_index)
     ).mappings()
@@ -344,7 +343,7 @@ def visible_case(session: Session, dom: Domain, caller: Caller, case: bytes) -> 
     """The case file, if ``caller`` may see it; otherwise the same :class:`NotFound` as for an unknown case."""
     file = load_case(session, dom, case)
     if not may_see(caller, file):
-        raise NotFound(f"case: no case {hexed(case)} that you may see (departments on a case and auditors see it)")
+        raise NotFound(f"case: no case {hex32(case)} that you may see (departments on a case and auditors see it)")
     return file
 
 
@@ -366,7 +365,7 @@ def visible_case_ids(session: Session, caller: Caller) -> list[bytes]:
 def _names(session: Session, ids: set[bytes]) -> dict[bytes, str]:
     if not ids:
         return {}
-    rows = session.execute(select(MEMBERS.c.id, MEMBERS.c.name).where(MEMBERS.c.id.in_([hexed(i) for i in ids])))
+    rows = session.execute(select(MEMBERS.c.id, MEMBERS.c.name).where(MEMBERS.c.id.in_([hex32(i) for i in ids])))
     return {to_bytes(i, "member"): str(n) for i, n in rows}
 
 
@@ -383,30 +382,30 @@ def case_view(session: Session, file: CaseFile, now: int) -> dict[str, Any]:
     state = file.state
     people = set(state.standing) | {d for x in file.decisions.values() for d in x.departments}
     names = _names(session, people)
-    texts = _texts(session, {hexed(e["message"]["noteHash"]) for e in file.entries} - {hexed(ZERO32)})
+    texts = _texts(session, {hex32(e["message"]["noteHash"]) for e in file.entries} - {hex32(ZERO32)})
 
     def who(member: bytes) -> dict[str, str]:
-        return {"member": hexed(member), "name": names.get(member, "(unknown member)")}
+        return {"member": hex32(member), "name": names.get(member, "(unknown member)")}
 
     timeline = []
     for e in file.entries:
         m = e["message"]
         action = Action(m["action"])
         item: dict[str, Any] = {
-            "id": hexed(e["id"]), "action": action.slug, "department": who(m["department"]), "at": m["at"],
+            "id": hex32(e["id"]), "action": action.slug, "department": who(m["department"]), "at": m["at"],
             "recorded_at": e["block_time"], "status": e["status"], "signer": e["signer"],
         }  # fmt: skip
         if m["noteHash"] != ZERO32:
-            item["note_hash"] = hexed(m["noteHash"])
-            item["text"] = texts.get(hexed(m["noteHash"]))
+            item["note_hash"] = hex32(m["noteHash"])
+            item["text"] = texts.get(hex32(m["noteHash"]))
         if action == Action.REFER:
             item.update(to=who(m["counterpart"]), deadline=m["deadline"])
         if action == Action.ACKNOWLEDGE:
-            item.update(referral=hexed(m["ref"]), late=e["late"])
+            item.update(referral=hex32(m["ref"]), late=e["late"])
         if action == Action.EVIDENCE:
-            item["document_hash"] = hexed(m["documentHash"])
+            item["document_hash"] = hex32(m["documentHash"])
         if action == Action.LINK_DECISION:
-            item["decision"] = hexed(m["ref"])
+            item["decision"] = hex32(m["ref"])
         timeline.append(item)
     referrals = []
     closed = state.closed
@@ -417,7 +416,7 @@ def case_view(session: Session, file: CaseFile, now: int) -> dict[str, Any]:
                     e["message"]["ref"] == r.id), None)  # fmt: skip
         late = bool(ack and ack["late"])
         referrals.append({
-            "id": hexed(r.id), "by": who(r.by), "to": who(r.to), "referred_at": r.at, "deadline": r.deadline,
+            "id": hex32(r.id), "by": who(r.by), "to": who(r.to), "referred_at": r.at, "deadline": r.deadline,
             "acknowledged": acknowledged, "acknowledged_at": ack["block_time"] if ack else None, "late": late,
             "overdue": overdue, "overdue_seconds": now - r.deadline if overdue else 0,
         })  # fmt: skip
@@ -425,17 +424,17 @@ def case_view(session: Session, file: CaseFile, now: int) -> dict[str, Any]:
     for d in file.decisions.values():
         m = d.message
         joint.append({
-            "id": hexed(d.id), "kind": Kind(m["kind"]).slug if m["kind"] in set(Kind) else m["kind"],
+            "id": hex32(d.id), "kind": Kind(m["kind"]).slug if m["kind"] in set(Kind) else m["kind"],
             "tier": Tier(m["tier"]).name.lower() if m["tier"] in set(Tier) else m["tier"], "measures": m["measures"],
-            "document_hash": hexed(m["documentHash"]), "effective_at": m["effectiveAt"],
+            "document_hash": hex32(m["documentHash"]), "effective_at": m["effectiveAt"],
             "valid_until": m["validUntil"], "active": d.active, "active_since": d.active_time,
             "departments": [who(x) | {"signed": d.signed.get(x, "no")} for x in d.departments],
             "yet_to_sign": [who(x) for x in d.departments if d.signed.get(x) != "recorded"],
         })  # fmt: skip
     opening = next((e for e in file.entries if e["message"]["action"] == Action.OPEN), None)
     return {
-        "id": hexed(state.id),
-        "subject": hexed(state.subject),
+        "id": hex32(state.id),
+        "subject": hex32(state.subject),
         "subject_code": subject_code(state.subject),
         "opener": who(state.opener),
         "opened_at": opening["message"]["at"] if opening else None,

@@ -39,7 +39,7 @@ from credtrace.logistics_rating import Figures, Grade, file_hash, grade, load_ru
 from credtrace.settings import Settings, get_settings
 from node_bridge import logistics
 from node_bridge.credit import subject_code, subject_id
-from node_bridge.signed import to_json
+from node_bridge.eip712 import to_json
 
 logistics_app = typer.Typer(help="Logistics credit: firms, couriers, evaluations, rating rules.", no_args_is_help=True)
 out = Console()

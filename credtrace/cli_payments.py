@@ -35,7 +35,7 @@ from credtrace.client import ApiError, CredtraceClient
 from credtrace.errors import CredtraceError, ValidationFailed
 from credtrace.keys import load_key
 from credtrace.settings import Settings, get_settings
-from node_bridge.eip712 import to_bytes
+from node_bridge.eip712 import to_bytes, to_json
 from node_bridge.payments import (
     BINDING,
     CONTRACT,
@@ -48,7 +48,6 @@ from node_bridge.payments import (
     check_month,
     load_account_pepper,
 )
-from node_bridge.signed import to_json
 
 payment_app = typer.Typer(
     help="Online payment management: account hashes, bindings, monthly signals, alerts.", no_args_is_help=True

@@ -42,9 +42,8 @@ from credtrace.keys import load_key
 from credtrace.settings import Settings, get_settings
 from node_bridge import protection
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import keccak, to_bytes
+from node_bridge.eip712 import keccak, to_bytes, to_json
 from node_bridge.protection import REGISTRY, ZERO32, Step
-from node_bridge.signed import to_json
 
 protection_app = typer.Typer(help="Consumer protection: funds, advance-compensation cases.", no_args_is_help=True)
 case_app = typer.Typer(help="Sign a step of an advance-compensation case.", no_args_is_help=True)

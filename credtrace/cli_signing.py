@@ -29,8 +29,7 @@ from rich.console import Console
 from credtrace.client import ApiError, CredtraceClient, nonces
 from credtrace.errors import ValidationFailed
 from credtrace.settings import Settings
-from node_bridge.eip712 import Domain, to_bytes
-from node_bridge.signed import to_json
+from node_bridge.eip712 import Domain, to_bytes, to_json
 
 console = Console(stderr=True)
 """Messages for the person at the terminal (stderr), so stdout stays the signed JSON or the answer, for pipes."""

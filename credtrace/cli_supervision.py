@@ -44,8 +44,7 @@ from credtrace.keys import load_key
 from credtrace.settings import get_settings
 from node_bridge import credit
 from node_bridge.credit import Kind, Tier
-from node_bridge.eip712 import to_bytes
-from node_bridge.signed import to_json
+from node_bridge.eip712 import to_bytes, to_json
 from node_bridge.supervision import REGISTRY, ZERO32, Action, case_id, note_hash
 
 supervision_app = typer.Typer(

@@ -22,7 +22,7 @@ from credtrace import uscc
 from credtrace.errors import ValidationFailed
 from node_bridge import abi
 from node_bridge.consortium import Role
-from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes, to_int, to_text
+from node_bridge.eip712 import Domain, TypeFields, recover, to_bytes, to_int, to_json, to_text
 
 DOMAIN_NAME = "credtrace CreditRegistry"
 DOMAIN_VERSION = "1"
@@ -196,19 +196,6 @@ def normalise(primary_type: str, message: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = to_int(value, name)
         else:
             out[name] = to_text(value, name, MAX_TEXT)
-    return out
-
-
-def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A message as JSON values: bytes as 0x-hex, integers beyond 2^53 as decimal strings."""
-    out: dict[str, Any] = {}
-    for name, value in message.items():
-        if isinstance(value, bytes):
-            out[name] = "0x" + value.hex()
-        elif isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
-            out[name] = str(value)
-        else:
-            out[name] = value
     return out
 
 

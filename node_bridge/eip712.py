@@ -70,6 +70,28 @@ def to_text(value: Any, field: str, max_length: int) -> str:
     return value
 
 
+def hex32(value: bytes) -> str:
+    """0x-hex of raw bytes (ids, subjects, hashes): how the index stores them, the API shows them and errors name
+    them, for every registry alike."""
+    return "0x" + value.hex()
+
+
+def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A message as JSON values (the inverse of :func:`to_bytes` / :func:`to_int`): bytes as 0x-hex (also inside
+    lists), integers beyond 2^53 as decimal strings (JSON readers cannot hold them exactly)."""
+    return {name: _json(value) for name, value in message.items()}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return hex32(value)
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
+        return str(value)
+    return value
+
+
 def _encoder(abi_type: str, field: str) -> Callable[[Any], bytes]:
     """The 32-byte EIP-712 encoding of one field: an atomic type, or a dynamic array of one (``bytes32[]``)."""
     if abi_type.endswith("[]"):

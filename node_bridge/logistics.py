@@ -22,9 +22,10 @@ from typing import Any
 from credtrace.errors import ValidationFailed
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
+from node_bridge.eip712 import hex32
 from node_bridge.events import DecodedEvent, EventDecoder
 from node_bridge.rpc import Rpc
-from node_bridge.signed import MessageType, SignedRegistry, hex32
+from node_bridge.signed import MessageType, SignedRegistry
 
 CONTRACT = "LogisticsRegistry"
 MAX_BPS = 10_000

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, delete
 
 from node_bridge.credit import subject_code
+from node_bridge.eip712 import hex32
 from node_bridge.events import DecodedEvent
 from node_bridge.logistics import CONTRACT, EVENTS, REGISTRY
 from node_bridge.logistics_models import LogisticsCourier, LogisticsEvaluation, LogisticsFirm, LogisticsRule
 from node_bridge.projections import signed_place, table_of, upsert
-from node_bridge.signed import hex32
 
 FIRMS = table_of(LogisticsFirm)
 COURIERS = table_of(LogisticsCourier)

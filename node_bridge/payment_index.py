@@ -38,12 +38,11 @@ from node_bridge.consortium import Role
 from node_bridge.credit import CONTRACT as CREDIT_CONTRACT
 from node_bridge.credit import Kind, subject_code
 from node_bridge.credit_index import RECORDS
-from node_bridge.eip712 import keccak, to_bytes
+from node_bridge.eip712 import hex32, keccak, to_bytes
 from node_bridge.events import DecodedEvent
 from node_bridge.payment_models import PaymentAlert, PaymentBinding, PaymentRelation, PaymentSignalRow
 from node_bridge.payments import BINDING, CONTRACT, REGISTRY, RELATION, SIGNAL, UNBINDING
 from node_bridge.projections import chunks, signed_place, table_of, upsert
-from node_bridge.signed import hex32
 
 BINDINGS = table_of(PaymentBinding)
 SIGNALS = table_of(PaymentSignalRow)

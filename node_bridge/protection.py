@@ -27,8 +27,8 @@ from typing import Any
 
 from credtrace.errors import ValidationFailed
 from node_bridge.consortium import Role
-from node_bridge.eip712 import keccak
-from node_bridge.signed import MessageType, SignedRegistry, hex32
+from node_bridge.eip712 import hex32, keccak
+from node_bridge.signed import MessageType, SignedRegistry
 
 CONTRACT = "ProtectionRegistry"
 ZERO32 = bytes(32)

@@ -20,9 +20,10 @@ from sqlalchemy import Connection, delete, select
 
 from node_bridge.consortium import Role
 from node_bridge.credit import subject_code
+from node_bridge.eip712 import hex32
 from node_bridge.events import DecodedEvent
 from node_bridge.projections import chunks, signed_place, table_of, upsert
-from node_bridge.protection import CONTRACT, REGISTRY, ZERO32, Step, hex32
+from node_bridge.protection import CONTRACT, REGISTRY, ZERO32, Step
 from node_bridge.protection_models import CaseRow, CaseStepRow, FundVersionRow
 
 FUND_VERSIONS = table_of(FundVersionRow)

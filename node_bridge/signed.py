@@ -144,24 +144,3 @@ def _bytes32(value: Any, name: str) -> bytes:
     if len(raw) != 32:
         raise ValidationFailed(name, f"must be 32 bytes, got {len(raw)}")
     return raw
-
-
-def hex32(value: bytes) -> str:
-    """0x-hex of raw bytes (ids, subjects, hashes): how the index stores them, the API shows them and errors name
-    them, for every registry alike."""
-    return "0x" + value.hex()
-
-
-def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A message as JSON values: bytes as 0x-hex (also inside lists), integers beyond 2^53 as decimal strings."""
-    return {name: _json(value) for name, value in message.items()}
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return hex32(value)
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
-        return str(value)
-    return value

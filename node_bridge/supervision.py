@@ -22,8 +22,8 @@ from typing import Any
 
 from credtrace.errors import Conflict
 from node_bridge.consortium import Role
-from node_bridge.eip712 import TypeFields, keccak
-from node_bridge.signed import MessageType, SignedRegistry, hex32
+from node_bridge.eip712 import TypeFields, hex32, keccak
+from node_bridge.signed import MessageType, SignedRegistry
 
 CONTRACT = "SupervisionRegistry"
 ZERO32 = bytes(32)
@@ -113,10 +113,6 @@ def cosignature_id(decision_id: bytes, department: bytes) -> bytes:
     return keccak(decision_id + department)
 
 
-hexed = hex32
-"""0x-hex of raw bytes (:func:`node_bridge.signed.hex32`), under the name the supervision API uses."""
-
-
 def _conflict(error: str, field: str, reason: str) -> Conflict:
     return Conflict(field, error, reason)
 
@@ -155,11 +151,11 @@ class CaseState:
         """The case exists, is open, and ``subject`` is zero or the case's (contract: UnknownCase, CaseClosed,
         SubjectMismatch)."""
         if not self.exists:
-            raise _conflict("UnknownCase", "caseId", f"no case {hexed(self.id)} was opened")
+            raise _conflict("UnknownCase", "caseId", f"no case {hex32(self.id)} was opened")
         if self.closed:
-            raise _conflict("CaseClosed", "caseId", f"case {hexed(self.id)} is closed: nothing more is recorded on it")
+            raise _conflict("CaseClosed", "caseId", f"case {hex32(self.id)} is closed: nothing more is recorded on it")
         if subject != ZERO32 and subject != self.subject:
-            raise _conflict("SubjectMismatch", "subject", f"the case is on {hexed(self.subject)}, not {hexed(subject)}")
+            raise _conflict("SubjectMismatch", "subject", f"the case is on {hex32(self.subject)}, not {hex32(subject)}")
 
     def apply(
         self, entry_id: bytes, m: Mapping[str, Any], *, is_department: bool = True, block_time: int | None = None
@@ -174,7 +170,7 @@ class CaseState:
             raise _conflict("ZeroCaseId", "caseId", "a case id of zero")
         if action == Action.OPEN:
             if self.exists:
-                raise _conflict("CaseExists", "caseId", f"case {hexed(entry_case)} was opened already")
+                raise _conflict("CaseExists", "caseId", f"case {hex32(entry_case)} was opened already")
             if m["subject"] == ZERO32:
                 raise _conflict("MissingSubject", "subject", "a case is opened on a subject")
             self.subject, self.opener = m["subject"], department
@@ -186,13 +182,13 @@ class CaseState:
         if self.standing.get(department) != Standing.ON_CASE:
             referred = self.standing.get(department) == Standing.REFERRED
             why = "acknowledge the referral first" if referred else "it did not open it nor acknowledge a referral"
-            raise _conflict("NotOnCase", "department", f"{hexed(department)} is not on case {hexed(entry_case)}: {why}")
+            raise _conflict("NotOnCase", "department", f"{hex32(department)} is not on case {hex32(entry_case)}: {why}")
         if action == Action.REFER:
             to = m["counterpart"]
             if not is_department:
-                raise _conflict("NotADepartment", "counterpart", f"{hexed(to)} is not an active REGULATOR member")
+                raise _conflict("NotADepartment", "counterpart", f"{hex32(to)} is not an active REGULATOR member")
             if to in self.standing:
-                raise _conflict("AlreadyOnCase", "counterpart", f"{hexed(to)} is on the case or referred it already")
+                raise _conflict("AlreadyOnCase", "counterpart", f"{hex32(to)} is on the case or referred it already")
             if m["deadline"] <= m["at"]:
                 raise _conflict("InvalidDeadline", "deadline", f"{m['deadline']} is not after the referral's time")
             self.standing[to] = Standing.REFERRED
@@ -211,7 +207,7 @@ class CaseState:
         elif action == Action.CLOSE:
             if department != self.opener:
                 raise _conflict(
-                    "NotOpener", "department", f"only the opening department {hexed(self.opener)} closes it"
+                    "NotOpener", "department", f"only the opening department {hex32(self.opener)} closes it"
                 )
             self.closed = True
         return False
@@ -222,15 +218,15 @@ class CaseState:
             raise _conflict("MissingReference", "ref", "name the referral acknowledged (its entry id)")
         referral = self.referrals.get(ref)
         if referral is None:
-            raise _conflict("NoReferral", "ref", f"no referral {hexed(ref)} on case {hexed(self.id)}")
+            raise _conflict("NoReferral", "ref", f"no referral {hex32(ref)} on case {hex32(self.id)}")
         if referral.to != department:
             raise _conflict(
                 "WrongDepartment",
                 "department",
-                f"the referral was made to {hexed(referral.to)}, not {hexed(department)}",
+                f"the referral was made to {hex32(referral.to)}, not {hex32(department)}",
             )
         if referral.acknowledged_by is not None:
-            raise _conflict("AlreadyAcknowledged", "ref", f"referral {hexed(ref)} was acknowledged already")
+            raise _conflict("AlreadyAcknowledged", "ref", f"referral {hex32(ref)} was acknowledged already")
         referral.acknowledged_by = department
         referral.late = block_time is not None and block_time > referral.deadline
         self.standing[department] = Standing.ON_CASE
@@ -250,14 +246,14 @@ class CaseState:
         seen: set[bytes] = set()
         for index, department in enumerate(departments):
             if department in seen:
-                raise _conflict("DuplicateDepartment", f"departments[{index}]", f"{hexed(department)} is named twice")
+                raise _conflict("DuplicateDepartment", f"departments[{index}]", f"{hex32(department)} is named twice")
             seen.add(department)
             if self.standing.get(department) != Standing.ON_CASE:
                 raise _conflict(
-                    "NotOnCase", f"departments[{index}]", f"{hexed(department)} is not on case {hexed(self.id)}"
+                    "NotOnCase", f"departments[{index}]", f"{hex32(department)} is not on case {hex32(self.id)}"
                 )
         if organisation is not None and organisation not in seen:
-            raise _conflict("NotNamedDepartment", "departments", f"the decision does not name {hexed(organisation)}")
+            raise _conflict("NotNamedDepartment", "departments", f"the decision does not name {hex32(organisation)}")
 
 
 def replay(case: bytes, entries: Iterable[tuple[bytes, Mapping[str, Any]]]) -> CaseState:

@@ -22,9 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, update
 
 from node_bridge.consortium import Role
+from node_bridge.eip712 import hex32
 from node_bridge.events import DecodedEvent
 from node_bridge.projections import signed_place, table_of, upsert
-from node_bridge.supervision import CONTRACT, REGISTRY, Action, hexed
+from node_bridge.supervision import CONTRACT, REGISTRY, Action
 from node_bridge.supervision_models import SupervisionEntry, SupervisionJointDecision, SupervisionJointSignature
 
 ENTRIES = table_of(SupervisionEntry)
@@ -78,10 +79,10 @@ def entry_row(event: DecodedEvent, block_time: int) -> dict[str, Any]:
     """The ``supervision_entry`` row of a ``CaseEntryRecorded`` event."""
     m = REGISTRY.from_event("CaseEntry", event.args["entry"])
     return {
-        "id": event.args["id"], "case_id": hexed(m["caseId"]), "action": Action(m["action"]).slug,
-        "department": hexed(m["department"]), "subject": hexed(m["subject"]), "counterpart": hexed(m["counterpart"]),
-        "deadline": m["deadline"], "document_hash": hexed(m["documentHash"]), "note_hash": hexed(m["noteHash"]),
-        "ref": hexed(m["ref"]), "at": m["at"], "nonce": str(m["nonce"]), "late": bool(event.args["late"]),
+        "id": event.args["id"], "case_id": hex32(m["caseId"]), "action": Action(m["action"]).slug,
+        "department": hex32(m["department"]), "subject": hex32(m["subject"]), "counterpart": hex32(m["counterpart"]),
+        "deadline": m["deadline"], "document_hash": hex32(m["documentHash"]), "note_hash": hex32(m["noteHash"]),
+        "ref": hex32(m["ref"]), "at": m["at"], "nonce": str(m["nonce"]), "late": bool(event.args["late"]),
         **signed_place(event, block_time),
     }  # fmt: skip
 
@@ -90,10 +91,10 @@ def decision_row(event: DecodedEvent) -> dict[str, Any]:
     """The ``supervision_joint_decision`` row of a ``JointDecisionSigned`` event (not yet active)."""
     d = REGISTRY.from_event("JointDecision", event.args["decision"])
     return {
-        "id": event.args["id"], "case_id": hexed(d["caseId"]), "subject": hexed(d["subject"]), "kind": d["kind"],
-        "tier": d["tier"], "measures": d["measures"], "document_hash": hexed(d["documentHash"]),
+        "id": event.args["id"], "case_id": hex32(d["caseId"]), "subject": hex32(d["subject"]), "kind": d["kind"],
+        "tier": d["tier"], "measures": d["measures"], "document_hash": hex32(d["documentHash"]),
         "effective_at": d["effectiveAt"], "valid_until": d["validUntil"],
-        "departments": ",".join(hexed(x) for x in d["departments"]), "nonce": str(d["nonce"]),
+        "departments": ",".join(hex32(x) for x in d["departments"]), "nonce": str(d["nonce"]),
         "first_block": event.block_number, "active": False, "active_block": None, "active_time": None,
     }  # fmt: skip
 

@@ -25,7 +25,8 @@ from credtrace import uscc
 from credtrace.errors import NotAuthorised
 from node_bridge.consortium import Role, member_id
 from node_bridge.credit import subject_id
-from node_bridge.protection import MAX_AMOUNT, REGISTRY, Step, hex32
+from node_bridge.eip712 import hex32
+from node_bridge.protection import MAX_AMOUNT, REGISTRY, Step
 
 router = APIRouter(prefix="/v1/protection", tags=["consumer protection"])
 PlatformDep = Annotated[Caller, Depends(require_roles(Role.PLATFORM))]

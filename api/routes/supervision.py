@@ -21,7 +21,7 @@ from api.schemas import HEX32
 from credtrace.errors import NotFound
 from node_bridge import outbox
 from node_bridge.consortium import Role
-from node_bridge.eip712 import Domain, to_bytes
+from node_bridge.eip712 import Domain, hex32, to_bytes
 from node_bridge.supervision import REGISTRY, Action
 from node_bridge.supervision_models import SupervisionJointDecision
 
@@ -106,7 +106,7 @@ def list_cases(
     deployment = chain.deployment()
     dom = supervision.domain(deployment)
     now = supervision.chain_now(session, deployment.chain_id)
-    wanted = supervision.hexed(supervision.subject_id_of(subject)) if subject else None
+    wanted = hex32(supervision.subject_id_of(subject)) if subject else None
     cases = []
     for case in supervision.visible_case_ids(session, caller):
         file = supervision.load_case(session, dom, case)

@@ -8,7 +8,7 @@ stored.
 - :mod:`api.trace.codes`: code issuance, the signed ``CodeBatch`` and reading codes back;
 - :mod:`api.trace.events`: accepting signed checkpoint events (checks, custody, bulk inserts) and reading them;
 - :mod:`api.trace.proofs`: events' inclusion proofs once the anchorer's root is indexed;
-- :mod:`api.trace.encoding` and :mod:`api.trace.sql`: 0x-hex and JSON values, the tables and bulk SQL they share.
+- :mod:`api.trace.sql`: the tables and bulk SQL they share (0x-hex and JSON values: :mod:`node_bridge.eip712`).
 """
 
 from api.trace.codes import (
@@ -22,7 +22,6 @@ from api.trace.codes import (
     own_batch,
     sign_code_batch,
 )
-from api.trace.encoding import hex32, to_json
 from api.trace.events import (
     MAX_EVENTS,
     AcceptedEvent,
@@ -35,6 +34,7 @@ from api.trace.events import (
 )
 from api.trace.products import MAX_TEXT, own_lot, own_product, register_lot, register_product
 from api.trace.proofs import TREES, TreeCache, chain_anchor, chain_anchor_table, proof
+from node_bridge.eip712 import hex32, to_json
 
 __all__ = [
     "MAX_CODES",

@@ -12,13 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from api.signers import signer_standing
-from api.trace.encoding import hex32
 from api.trace.sql import CODES, bulk_insert, db_time
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import outbox, trace
 from node_bridge.consortium import Role
 from node_bridge.custody import State
-from node_bridge.eip712 import keccak, recover, to_bytes
+from node_bridge.eip712 import hex32, keccak, recover, to_bytes
 from node_bridge.merkle import MerkleTree
 from node_bridge.models import utcnow
 from node_bridge.trace import TraceDomain

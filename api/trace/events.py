@@ -19,7 +19,6 @@ from sqlalchemy import and_, bindparam, select, tuple_, update
 from sqlmodel import Session
 
 from api.signers import Signers
-from api.trace.encoding import hex32, to_json
 from api.trace.products import MAX_TEXT
 from api.trace.proofs import chain_anchor
 from api.trace.sql import BATCHES, CODES, EVENT_CODES, EVENTS, LOTS, bulk_insert, db_time
@@ -27,7 +26,7 @@ from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import trace
 from node_bridge.consortium import Role
 from node_bridge.custody import CodeState, State, StepNotAllowed, transition
-from node_bridge.eip712 import recover, to_bytes, to_int, to_text
+from node_bridge.eip712 import hex32, recover, to_bytes, to_int, to_json, to_text
 from node_bridge.models import utcnow
 from node_bridge.projections import chunks
 from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain

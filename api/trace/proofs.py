@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlmodel import Session, SQLModel
 
-from api.trace.encoding import hex32
 from api.trace.sql import EVENTS
 from credtrace.errors import Conflict, NotFound
+from node_bridge.eip712 import hex32
 from node_bridge.merkle import MerkleTree
 from node_bridge.models import OutboxEntry
 from node_bridge.trace_models import AnchorBatch, TraceEventRow

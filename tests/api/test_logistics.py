@@ -29,9 +29,8 @@ from credtrace.settings import get_settings
 from credtrace.system import operator_sender
 from node_bridge import credit, logistics
 from node_bridge.credit import subject_id
-from node_bridge.eip712 import Domain
+from node_bridge.eip712 import Domain, to_json
 from node_bridge.rebuild import check, dump
-from node_bridge.signed import to_json
 from node_bridge.store import open_store
 
 from .conftest import CreditWorld, fresh_subject

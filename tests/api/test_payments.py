@@ -20,11 +20,10 @@ from credtrace.demo_payments import demo_payments, seed_payments
 from credtrace.system import operator_sender
 from node_bridge import credit, rebuild
 from node_bridge.credit import Kind
-from node_bridge.eip712 import Domain
+from node_bridge.eip712 import Domain, to_json
 from node_bridge.indexer import Indexer
 from node_bridge.payment_index import TABLES
 from node_bridge.payments import REGISTRY, account_hash, load_account_pepper, normalise_account
-from node_bridge.signed import to_json
 from node_bridge.store import open_store
 
 from .conftest import CreditWorld, fresh_subject

@@ -19,7 +19,8 @@ from web3 import Web3
 
 from credtrace.demo import demo_directory
 from node_bridge.credit import subject_id
-from node_bridge.protection import REGISTRY, ZERO32, Step, case_id, consumer_commitment, fund_id, hex32
+from node_bridge.eip712 import hex32
+from node_bridge.protection import REGISTRY, ZERO32, Step, case_id, consumer_commitment, fund_id
 
 from .conftest import CreditWorld
 
@@ -37,7 +38,7 @@ def domain(world: CreditWorld) -> Any:
 
 
 def signed(world: CreditWorld, signer: str, kind: str, message: dict[str, Any]) -> dict[str, Any]:
-    from node_bridge.signed import to_json
+    from node_bridge.eip712 import to_json
 
     signature = domain(world).sign(world.key(signer), kind, message)
     return {"type": kind, "message": to_json(message), "signature": "0x" + signature.hex()}

@@ -34,8 +34,8 @@ from node_bridge.compiler import artifact
 from node_bridge.consortium import ConsortiumClient, Role, member_id
 from node_bridge.credit import Kind
 from node_bridge.eip712 import Domain, to_bytes
+from node_bridge.eip712 import to_json as to_json_message
 from node_bridge.rebuild import check
-from node_bridge.signed import to_json as to_json_message
 from node_bridge.store import session_scope
 from node_bridge.supervision import CONTRACT, REGISTRY, ZERO32, Action, case_id, note_hash
 from node_bridge.supervision_models import SupervisionJointDecision
