@@ -12,13 +12,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select
 from sqlmodel import Session
 
-from api.signed_writes import Accepted, SignedMessage, check_batch_size, earlier_status, positioned
+from api.signed_writes import (
+    Accepted,
+    Queued,
+    SignedMessage,
+    check_batch_size,
+    check_nonces,
+    earlier_status,
+    positioned,
+    queue,
+)
 from api.signers import Signers
 from credtrace import uscc
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
@@ -27,12 +35,11 @@ from node_bridge import credit
 from node_bridge.consortium import Role
 from node_bridge.credit import Kind, RecordState
 from node_bridge.eip712 import recover, to_bytes
-from node_bridge.models import CreditRecordRow, OutboxEntry, SignedSubmission, utcnow
+from node_bridge.models import CreditRecordRow, SignedSubmission
 from node_bridge.outbox import record_hex
-from node_bridge.projections import chunks, table_of
+from node_bridge.projections import table_of
 
 SUBMISSIONS = table_of(SignedSubmission)
-OUTBOX = table_of(OutboxEntry)
 RECORDS = table_of(CreditRecordRow)
 ISSUER_FIELD = {"CreditRecord": "issuer", "Revocation": "issuer", "Repair": "issuer", "Enforcement": "platform"}
 
@@ -73,8 +80,9 @@ def accept(
         first.setdefault(one.id, (index, one))
     earlier = earlier_status(session, list(first))
     fresh = [(index, one) for index, one in first.values() if record_hex(one.id) not in earlier]
-    _check_nonces(session, fresh, field_prefix)
-    _store(session, [one for _, one in fresh])
+    used = [(index, one.issuer, str(one.message["nonce"])) for index, one in fresh]
+    check_nonces(session, used, field_prefix, tables=[RECORDS])  # indexed records besides accepted submissions
+    queue(session, [_queued(one) for _, one in fresh])
     return [
         Accepted(record_hex(i), first[i][1].type, first[i][1].signer, earlier.get(record_hex(i), "accepted"))
         for i in order
@@ -198,53 +206,9 @@ def record_message(row: CreditRecordRow) -> dict[str, Any]:
     }
 
 
-def _check_nonces(session: Session, fresh: list[tuple[int, _Checked]], field_prefix: str | None) -> None:
-    """Each (issuer, nonce) once: within the batch, among accepted submissions and among indexed records."""
-
-    def prefix(index: int) -> str:
-        return "nonce" if field_prefix is None else f"{field_prefix}[{index}].nonce"
-
-    pairs: dict[tuple[str, str], int] = {}
-    for index, one in fresh:
-        pair = (one.issuer, str(one.message["nonce"]))
-        if pair in pairs:
-            raise Conflict(prefix(index), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
-        pairs[pair] = index
-    keys = list(pairs)
-    for chunk in chunks(keys, 300):
-        for table in (SUBMISSIONS, RECORDS):
-            used = session.execute(
-                select(table.c.issuer, table.c.nonce).where(tuple_(table.c.issuer, table.c.nonce).in_(chunk))
-            ).first()
-            if used is not None:
-                reason = f"{used[0]} already used nonce {used[1]} for another message (a replay?)"
-                raise Conflict(prefix(pairs[(used[0], used[1])]), "NonceUsed", reason)
-
-
-def _store(session: Session, fresh: list[_Checked]) -> None:
-    if not fresh:
-        return
-    base = utcnow()  # one microsecond apart, in batch order: the relayer sends by (created_at, id), and a record
-    stamps = [base + timedelta(microseconds=i) for i in range(len(fresh))]  # comes before its closure
-    session.execute(
-        insert(SUBMISSIONS),
-        [
-            {
-                "id": record_hex(c.id), "type": c.type, "issuer": c.issuer, "nonce": str(c.message["nonce"]),
-                "subject": c.subject, "target": c.target, "signer": c.signer, "message": credit.to_json(c.message),
-                "signature": "0x" + c.signature.hex(), "created_at": now,
-            }
-            for c, now in zip(fresh, stamps, strict=True)
-        ],
-    )  # fmt: skip
-    session.execute(
-        insert(OUTBOX),
-        [
-            {
-                "id": record_hex(c.id), "contract": credit.CONTRACT, "function": credit.FUNCTIONS[c.type],
-                "calldata": credit.calldata(c.type, c.message, c.signature, c.record), "status": "accepted",
-                "attempts": 0, "created_at": now, "updated_at": now,
-            }
-            for c, now in zip(fresh, stamps, strict=True)
-        ],
+def _queued(c: _Checked) -> Queued:
+    return Queued(
+        record_hex(c.id), c.type, c.issuer, str(c.message["nonce"]), c.subject, c.target, c.signer, c.message,
+        c.signature, credit.CONTRACT, credit.FUNCTIONS[c.type],
+        credit.calldata(c.type, c.message, c.signature, c.record),
     )  # fmt: skip

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import RowMapping, insert, select, tuple_
+from sqlalchemy import RowMapping, Table, insert, select, tuple_
 from sqlmodel import Session
 
 from api.signers import Signers
@@ -126,8 +126,8 @@ def accept(
         order.append(one.id)
     earlier = earlier_status(session, list(placed))
     fresh = [(index, one) for index, one in enumerate(checked) if one.hex_id not in earlier]
-    _check_nonces(session, fresh, field_prefix)
-    _store(session, registry, [(one, placed[one.id]) for _, one in fresh])
+    check_nonces(session, [(i, one.organisation, str(one.message["nonce"])) for i, one in fresh], field_prefix)
+    queue(session, [_queued(registry, one, placed[one.id]) for _, one in fresh])
     by_id = {one.id: one for one in checked}
     return [
         Accepted(record_hex(i), by_id[i].type, by_id[i].signer, earlier.get(record_hex(i), "accepted")) for i in order
@@ -249,51 +249,84 @@ def deployed_domain(
     return cast(DomainT, _DOMAINS[key])
 
 
-def _check_nonces(session: Session, fresh: list[tuple[int, Checked]], field_prefix: str | None) -> None:
+def _queued(registry: SignedRegistry, one: Checked, place: Placement) -> Queued:
+    kind = registry.type(one.type)
+    return Queued(
+        one.hex_id, one.type, one.organisation, str(one.message["nonce"]), place.subject, place.target, one.signer,
+        one.message, one.signature, registry.contract, kind.function,
+        registry.calldata(one.type, one.message, one.signature),
+    )  # fmt: skip
+
+
+def check_nonces(
+    session: Session, used: Sequence[tuple[int, str, str]], field_prefix: str | None, tables: Sequence[Table] = ()
+) -> None:
+    """Each (organisation, nonce) of ``used`` ((position, organisation, nonce) per fresh message) once: within the
+    batch, among accepted submissions, and in ``tables`` (with ``issuer`` and ``nonce`` columns) besides."""
+
     def prefix(index: int) -> str:
         return "nonce" if field_prefix is None else f"{field_prefix}[{index}].nonce"
 
     pairs: dict[tuple[str, str], int] = {}
-    for index, one in fresh:
-        pair = (one.organisation, str(one.message["nonce"]))
+    for index, organisation, nonce in used:
+        pair = (organisation, nonce)
         if pair in pairs:
             raise Conflict(prefix(index), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
         pairs[pair] = index
     for chunk in chunks(list(pairs), 300):
-        used = session.execute(
-            select(SUBMISSIONS.c.issuer, SUBMISSIONS.c.nonce).where(
-                tuple_(SUBMISSIONS.c.issuer, SUBMISSIONS.c.nonce).in_(chunk)
-            )
-        ).first()
-        if used is not None:
-            reason = f"{used[0]} already used nonce {used[1]} for another message (a replay?)"
-            raise Conflict(prefix(pairs[(used[0], used[1])]), "NonceUsed", reason)
+        for table in (SUBMISSIONS, *tables):
+            found = session.execute(
+                select(table.c.issuer, table.c.nonce).where(tuple_(table.c.issuer, table.c.nonce).in_(chunk))
+            ).first()
+            if found is not None:
+                reason = f"{found[0]} already used nonce {found[1]} for another message (a replay?)"
+                raise Conflict(prefix(pairs[(found[0], found[1])]), "NonceUsed", reason)
 
 
-def _store(session: Session, registry: SignedRegistry, fresh: list[tuple[Checked, Placement]]) -> None:
+@dataclass(frozen=True)
+class Queued:
+    """One accepted message as ``signed_submission`` keeps it and ``outbox`` sends it."""
+
+    id: str
+    type: str
+    issuer: str
+    nonce: str
+    subject: str | None
+    target: str | None
+    signer: str
+    message: dict[str, Any]
+    signature: bytes
+    contract: str
+    function: str
+    calldata: bytes
+
+
+def queue(session: Session, fresh: Sequence[Queued]) -> None:
+    """Keep the messages as signed and queue them, in the caller's transaction. They are stamped a microsecond
+    apart in batch order: the relayer sends by (created_at, id), so a record comes before its closure and a case's
+    steps land in the order they were checked."""
     if not fresh:
         return
-    base = utcnow()  # one microsecond apart, in batch order: the relayer sends by (created_at, id), and a case's
-    stamps = [base + timedelta(microseconds=i) for i in range(len(fresh))]  # steps must land in the order checked
+    base = utcnow()
+    stamps = [base + timedelta(microseconds=i) for i in range(len(fresh))]
     session.execute(
         insert(SUBMISSIONS),
         [
             {
-                "id": c.hex_id, "type": c.type, "issuer": c.organisation, "nonce": str(c.message["nonce"]),
-                "subject": p.subject, "target": p.target, "signer": c.signer, "message": to_json(c.message),
-                "signature": "0x" + c.signature.hex(), "created_at": now,
+                "id": q.id, "type": q.type, "issuer": q.issuer, "nonce": q.nonce, "subject": q.subject,
+                "target": q.target, "signer": q.signer, "message": to_json(q.message),
+                "signature": "0x" + q.signature.hex(), "created_at": now,
             }
-            for (c, p), now in zip(fresh, stamps, strict=True)
+            for q, now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip
     session.execute(
         insert(OUTBOX),
         [
             {
-                "id": c.hex_id, "contract": registry.contract, "function": registry.type(c.type).function,
-                "calldata": registry.calldata(c.type, c.message, c.signature), "status": "accepted",
-                "attempts": 0, "created_at": now, "updated_at": now,
+                "id": q.id, "contract": q.contract, "function": q.function, "calldata": q.calldata,
+                "status": "accepted", "attempts": 0, "created_at": now, "updated_at": now,
             }
-            for (c, _), now in zip(fresh, stamps, strict=True)
+            for q, now in zip(fresh, stamps, strict=True)
         ],
     )  # fmt: skip
