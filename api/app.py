@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (feed_routes, webhook_routes):  # feed and webhooks
         app.include_router(module.router)
-    app.include_router(trace_routes.router)  # traceability writes and proofs (before the scan's /v1/trace/{path})
+    trace_routes.install(app)  # traceability writes and proofs (before the scan's /v1/trace/{path})
     app.include_router(payment_routes.router)  # online payment management (C11)
     app.include_router(protection_routes.router)  # consumer protection (C7): funds, cases, summary, risks
     app.include_router(supervision_routes.router)  # inter-department supervision (C12): cases, joint decisions

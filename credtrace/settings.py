@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     anchor_key: str = Field("market-regulation", description="Keystore name of the REGULATOR key that signs anchors.")
     anchor_password: SecretStr = Field(SecretStr("demo"), description="Password of the anchor keystore.")
     trace_clock_skew: int = Field(300, ge=0, description="Seconds a signed trace event's time may be in the future.")
+    trace_verify_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Processes that check big batches of trace events' signatures (default: one per "
+        "core; 0: the request's thread).",
+    )
 
     @property
     def data_path(self) -> Path:

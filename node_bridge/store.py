@@ -17,6 +17,9 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_CACHE_KIB = 65_536
+"""Page cache per SQLite connection (taken as pages are read): inserts into big indexes with random keys, such as
+a lot of 100,000 trace codes, run about a third faster than in SQLite's default 2 MiB."""
 
 
 def make_engine(url: str) -> Engine:
@@ -38,6 +41,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

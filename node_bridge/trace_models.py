@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from node_bridge.models import utcnow
@@ -66,11 +66,12 @@ class TraceCode(SQLModel, table=True):
     """One serialized trace code and where it is in its custody chain."""
 
     __tablename__ = "trace_code"
+    __table_args__ = (Index("ix_trace_code_batch", "batch_id", "leaf_index"),)  # a batch's codes in order
 
     id: str = Field(primary_key=True, max_length=66, description="keccak256 of the Digital Link path")
-    path: str = Field(max_length=80, unique=True)
+    path: str = Field(max_length=80, description="unique as the id is (its keccak): not indexed")
     lot_id: str = Field(max_length=40, index=True)
-    batch_id: str = Field(max_length=66, index=True)
+    batch_id: str = Field(max_length=66)
     leaf_index: int = Field(description="position in its batch's tree")
     state: str = Field(default="issued", max_length=16, description="issued, commissioned, ..., sold, delivered")
     holder: str | None = Field(default=None, max_length=66, description="member id of the last custodian")
@@ -85,23 +86,27 @@ class TraceEventRow(SQLModel, table=True):
     """A signed checkpoint event, as signed, and its place in an anchored batch once the anchorer closed one."""
 
     __tablename__ = "trace_event"
-    __table_args__ = (UniqueConstraint("actor", "nonce", name="uq_trace_event_actor_nonce"),)
+    __table_args__ = (
+        UniqueConstraint("actor", "nonce", name="uq_trace_event_actor_nonce"),  # also finds an actor's events
+        # a batch's leaves in order (proofs); its NULL end is what the anchorer batches next
+        Index("ix_trace_event_batch", "batch", "leaf_index"),
+    )
 
     id: str = Field(primary_key=True, max_length=66, description="EIP-712 digest: the Merkle leaf data")
-    actor: str = Field(max_length=66, index=True)
+    actor: str = Field(max_length=66)
     signer: str = Field(max_length=42)
     step: str = Field(max_length=16)
-    time: int = Field(sa_type=BigInteger, index=True)
+    time: int = Field(sa_type=BigInteger)
     location: str
     geo: str = ""
     disposition: str = Field(max_length=16)
     parent: str | None = Field(default=None, max_length=66)
-    corrects: str | None = Field(default=None, max_length=66, index=True)
+    corrects: str | None = Field(default=None, max_length=66)
     nonce: str = Field(max_length=80)
     message: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     signature: str = Field(max_length=132)
-    accepted_at: datetime = Field(default_factory=utcnow, index=True)
-    batch: int | None = Field(default=None, sa_type=BigInteger, index=True, description="anchor batch index")
+    accepted_at: datetime = Field(default_factory=utcnow)
+    batch: int | None = Field(default=None, sa_type=BigInteger, description="anchor batch index")
     leaf_index: int | None = None
 
 

@@ -17,8 +17,6 @@ type needs); reads need a PLATFORM, REGULATOR, LOGISTICS or AUDITOR member's.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -29,6 +27,7 @@ from api import logistics as logic
 from api import signed_writes
 from api.auth import Caller, require_roles
 from api.deps import ChainDep, SessionDep
+from api.lifespan import extend_lifespan
 from api.routes import signed
 from api.routes.signed import Accepted, SignedBatch, SignedBody
 from api.status import StatusCache, parse_subject
@@ -152,16 +151,12 @@ def install(app: FastAPI) -> logic.GradeCache:
     grades = logic.GradeCache(app.state.engine, status_cache, status_cache.chain_id)
     app.state.logistics_cache = grades
     app.include_router(router)
-    previous = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
-        async with previous(application) as state:
-            try:  # grade every firm before the first request rather than during it
-                await grades.ensure_fresh()
-            except Exception as exc:  # the database may be briefly away: requests will load it
-                logic.log.warning("logistics grade cache not loaded at start-up: %s", exc)
-            yield state
+    async def grade_all() -> None:  # every firm before the first request rather than during it
+        try:
+            await grades.ensure_fresh()
+        except Exception as exc:  # the database may be briefly away: requests will load it
+            logic.log.warning("logistics grade cache not loaded at start-up: %s", exc)
 
-    app.router.lifespan_context = lifespan
+    extend_lifespan(app, start=grade_all)
     return grades

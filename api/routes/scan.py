@@ -9,8 +9,6 @@ a few kilobytes that a phone on a slow network shows at once. It shows what the 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from html import escape
 from typing import Annotated, Any
 
@@ -20,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.chain_view import ChainView
+from api.lifespan import extend_lifespan
 from api.ratelimit import public_rate_limit
 from api.scan import ScanService, parse_geo, parse_region
 from credtrace.errors import CredtraceError
@@ -46,17 +45,7 @@ def install(app: FastAPI) -> ScanService:
     # first in the routing table: a phone's scan is the busiest public route (paths no other route starts with)
     mine = [r for r in app.router.routes if getattr(r, "path", "").startswith(("/v1/trace/01/", "/t/01/"))]
     app.router.routes[:] = mine + [r for r in app.router.routes if r not in mine]
-    previous = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
-        try:
-            async with previous(application) as state:
-                yield state
-        finally:
-            await run_in_threadpool(service.recorder.flush)  # the scans still buffered
-
-    app.router.lifespan_context = lifespan
+    extend_lifespan(app, stop=lambda: run_in_threadpool(service.recorder.flush))  # the scans still buffered
     return service
 
 

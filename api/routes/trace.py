@@ -15,16 +15,18 @@ from typing import Annotated, Any
 
 import orjson
 import segno
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import trace as trace_writes
 from api.auth import Caller, require_roles
 from api.deps import ChainDep, SessionDep, SettingsDep
+from api.lifespan import extend_lifespan
 from api.ratelimit import public_rate_limit
 from api.schemas import HEX, HEX32
 from api.signed_writes import deployed_domain
-from credtrace.errors import NotFound
+from credtrace.errors import NotFound, ValidationFailed
 from node_bridge import outbox, trace
 from node_bridge.consortium import Role
 from node_bridge.trace import TraceDomain
@@ -34,6 +36,15 @@ router = APIRouter(prefix="/v1/trace", tags=["traceability"])
 ProducerDep = Annotated[Caller, Depends(require_roles(Role.PRODUCER))]
 ActorDep = Annotated[Caller, Depends(require_roles(Role.PRODUCER, Role.LOGISTICS, Role.PLATFORM, Role.REGULATOR))]
 QR_SCALE = 8
+
+
+def install(app: FastAPI) -> None:
+    """The routes, and the worker processes that check big batches of events' signatures (started at the first
+    big batch, stopped with the app)."""
+    verifier = trace_writes.Verifier(app.state.settings.trace_verify_workers)
+    app.state.trace_verifier = verifier
+    app.include_router(router)
+    extend_lifespan(app, stop=lambda: run_in_threadpool(verifier.close))
 
 
 def trace_domain(chain: ChainDep) -> TraceDomain:
@@ -259,10 +270,6 @@ class SignedEventIn(BaseModel):
     signature: str = Field(pattern=HEX)
 
 
-class SignedEventsIn(BaseModel):
-    events: list[SignedEventIn] = Field(min_length=1, max_length=trace_writes.MAX_EVENTS)
-
-
 class EventAccepted(BaseModel):
     id: str = Field(description="the event's EIP-712 digest: its Merkle leaf data")
     signer: str
@@ -294,28 +301,77 @@ class EventView(BaseModel):
     leaf_index: int | None
 
 
-@router.post("/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted | EventsAccepted)
-def submit_events(
-    request: Request,
-    session: SessionDep,
-    domain: DomainDep,
-    settings: SettingsDep,
-    _caller: ActorDep,
-    body: SignedEventIn | SignedEventsIn,
+_ONE_EVENT = SignedEventIn.model_json_schema()
+EVENTS_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"oneOf": [_ONE_EVENT, {
+        "type": "object", "required": ["events"],
+        "properties": {"events": {"type": "array", "items": _ONE_EVENT, "minItems": 1,
+                                  "maxItems": trace_writes.MAX_EVENTS}},
+    }]}}},
+}  # fmt: skip
+"""The body as OpenAPI shows it; the route reads it itself (see :func:`signed_events`)."""
+
+
+def signed_events(raw: bytes) -> tuple[list[trace_writes.SignedEvent], bool]:
+    """The events of a body (``{"events": [...]}`` or one event) and whether it held one; ValidationFailed naming
+    the field. Thousands of events: parsed once by orjson, each field then checked where it is used, rather than
+    validated twice (a model here, the signed message in :mod:`api.trace.verify`)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed("body", f"is not JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("body", 'must be an object: one signed event, or {"events": [...]}')
+    single = "events" not in body
+    items = [body] if single else body["events"]
+    if not isinstance(items, list) or not 1 <= len(items) <= trace_writes.MAX_EVENTS:
+        raise ValidationFailed("events", f"must be a list of 1 to {trace_writes.MAX_EVENTS:,} signed events")
+    out = []
+    for index, item in enumerate(items):
+        where = "" if single else f"events[{index}]."
+        if not isinstance(item, dict):
+            raise ValidationFailed(f"events[{index}]", "must be an object with message and signature")
+        if unknown := sorted(set(item) - {"type", "message", "signature"}):
+            raise ValidationFailed(where + unknown[0], "is not a field of a signed event")
+        if item.get("type", "TraceEvent") != "TraceEvent":
+            raise ValidationFailed(where + "type", "must be TraceEvent")
+        message, signature = item.get("message"), item.get("signature")
+        if not isinstance(message, dict):
+            raise ValidationFailed(where + "message", "must be an object (the signed TraceEvent)")
+        if not isinstance(signature, str):
+            raise ValidationFailed(where + "signature", "must be 0x-hex text (65 bytes)")
+        out.append(trace_writes.SignedEvent(message, signature))
+    return out, single
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted | EventsAccepted,
+    openapi_extra={"requestBody": EVENTS_BODY},
+)
+async def submit_events(
+    request: Request, session: SessionDep, domain: DomainDep, settings: SettingsDep, _caller: ActorDep
 ) -> Response:
     """Signed checkpoint events (one, or ``{"events": [...]}`` up to 5,000), all or none; the signature says who
     acted. Errors name the event and field: 403 standing or role, 404 unknown code, 409 state, 422 shape."""
-    single = isinstance(body, SignedEventIn)
-    items = [body] if isinstance(body, SignedEventIn) else body.events
-    accepted = trace_writes.accept_events(
-        session,
-        domain,
-        [trace_writes.SignedEvent(i.message, i.signature) for i in items],
-        field_prefix=None if single else "events",
-        clock_skew=settings.trace_clock_skew,
-    )
-    session.commit()  # durable before the 202
+    items, single = signed_events(await request.body())
     base = str(request.url_for("get_event_proof", event_id="0x"))[:-2]
+
+    def accept() -> list[trace_writes.AcceptedEvent]:
+        accepted = trace_writes.accept_events(
+            session,
+            domain,
+            items,
+            field_prefix=None if single else "events",
+            clock_skew=settings.trace_clock_skew,
+            verifier=request.app.state.trace_verifier,
+        )
+        session.commit()  # durable before the 202
+        return accepted
+
+    accepted = await run_in_threadpool(accept)
     answer = [{"id": a.id, "signer": a.signer, "status": a.status, "proof_url": base + a.id} for a in accepted]
     content = answer[0] if single else {"accepted": answer}  # thousands of rows: serialised once, by orjson
     return Response(orjson.dumps(content), status_code=status.HTTP_202_ACCEPTED, media_type="application/json")

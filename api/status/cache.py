@@ -17,8 +17,7 @@ import gc
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy import Connection, Engine, or_, select
 from sqlmodel import Session
 
+from api.lifespan import extend_lifespan
 from api.status.evaluation import Entry, Views
 from api.status.index import BLOCKS, COLUMNS, PERSONS, RECORDS, Checkpoint, read_checkpoint
 from api.status.shredded import gone_item, gone_of
@@ -288,16 +288,5 @@ def install(app: FastAPI, settings: Settings) -> StatusCache:
     cache = StatusCache(app.state.engine, catalogue, chain_id, settings.status_refresh_seconds)
     app.state.catalogue = catalogue
     app.state.status_cache = cache
-    previous = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
-        await cache.start()
-        try:
-            async with previous(application) as state:
-                yield state
-        finally:
-            await cache.stop()
-
-    app.router.lifespan_context = lifespan
+    extend_lifespan(app, start=cache.start, stop=cache.stop)
     return cache

@@ -6,7 +6,8 @@ stored.
 
 - :mod:`api.trace.products`: products and lots;
 - :mod:`api.trace.codes`: code issuance, the signed ``CodeBatch`` and reading codes back;
-- :mod:`api.trace.events`: accepting signed checkpoint events (checks, custody, bulk inserts) and reading them;
+- :mod:`api.trace.verify`: a signed checkpoint event's shape, digest and signer (big batches over worker processes);
+- :mod:`api.trace.events`: accepting signed checkpoint events (standing, custody, bulk inserts) and reading them;
 - :mod:`api.trace.proofs`: events' inclusion proofs once the anchorer's root is indexed;
 - :mod:`api.trace.sql`: the tables and bulk SQL they share (0x-hex and JSON values: :mod:`node_bridge.eip712`).
 """
@@ -27,13 +28,12 @@ from api.trace.events import (
     AcceptedEvent,
     SignedEvent,
     accept_events,
-    digital_link_of,
     event_codes,
     event_status,
-    normalise_event,
 )
 from api.trace.products import MAX_TEXT, own_lot, own_product, register_lot, register_product
 from api.trace.proofs import TREES, TreeCache, chain_anchor, chain_anchor_table, proof
+from api.trace.verify import Verifier, digital_link_of, normalise_event
 from node_bridge.eip712 import hex32, to_json
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "IssuedBatch",
     "SignedEvent",
     "TreeCache",
+    "Verifier",
     "accept_events",
     "batch_paths",
     "chain_anchor",

@@ -1,5 +1,6 @@
-"""Signed checkpoint events: normalising a TraceEvent, checking its signer, standing and role, the custody state
-machine over the codes it names, storing it, and reading events back.
+"""Signed checkpoint events: checking the signer's standing and role (after :mod:`api.trace.verify` has checked the
+shape and recovered the signer), the custody state machine over the codes an event names, storing it, and reading
+events back.
 
 A batch of events costs a fixed number of queries per table, not one per event: the codes, their packed contents,
 earlier events, nonces and corrected events are read in bulk (:data:`IN_CHUNK` keys a query), the custody state
@@ -14,22 +15,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlmodel import Session
 
 from api.signers import Signers
-from api.trace.products import MAX_TEXT
 from api.trace.proofs import chain_anchor
 from api.trace.sql import BATCHES, CODES, EVENT_CODES, EVENTS, LOTS, bulk_insert, db_time
+from api.trace.verify import BadEvent, Verified, Verifier
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import trace
 from node_bridge.consortium import Role
 from node_bridge.custody import CodeState, State, StepNotAllowed, transition
-from node_bridge.eip712 import hex32, recover, to_bytes, to_int, to_json, to_text
 from node_bridge.models import utcnow
 from node_bridge.projections import chunks
-from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
+from node_bridge.trace import Step, TraceDomain
 from node_bridge.trace_models import TraceEventRow
 
 MAX_EVENTS = 5_000
@@ -38,8 +37,7 @@ MAX_DEPTH = 4
 """Levels of packing an event on a pallet reaches (pallet → case → item ...)."""
 PROPAGATING = frozenset({Step.SHIP, Step.RECEIVE, Step.SELL, Step.DELIVER, Step.RETURN, Step.RECALL, Step.DESTROY})
 """Steps that reach the codes packed in the codes an event names (EPCIS aggregation)."""
-EVENT_FIELDS = {f["name"]: f["type"] for f in trace.EIP712_TYPES["TraceEvent"]}
-OPTIONAL_EVENT_FIELDS = {"parent": ZERO32, "geo": "", "corrects": ZERO32}
+INLINE = Verifier(workers=0)
 
 
 @dataclass(frozen=True)
@@ -59,84 +57,13 @@ class AcceptedEvent:
 class _Event:
     index: int
     id: str
-    message: dict[str, Any]
-    signature: bytes
+    verified: Verified
     signer: str
     actor: str
     step: Step
     codes: list[str]
     parent: str | None
     corrects: str | None
-
-
-def _code_ref(value: Any, field_name: str) -> bytes:
-    """A code id from 0x-hex or a GS1 Digital Link path."""
-    if isinstance(value, str) and value.startswith("/"):
-        return trace.code_id(digital_link_of(value, field_name))
-    raw = to_bytes(value, field_name)
-    if len(raw) != 32:
-        raise ValidationFailed(field_name, f"must be a 32-byte code id or a Digital Link path, got {len(raw)} bytes")
-    return raw
-
-
-def digital_link_of(path: str, field_name: str) -> str:
-    gtin, lot, serial = trace.parse_digital_link(path, field_name)
-    return trace.digital_link(gtin, lot, serial)
-
-
-def _enum(kind: type[Step] | type[Disposition], value: Any, field_name: str) -> int:
-    if isinstance(value, str) and not value.isdigit():
-        try:
-            return int(kind[value.upper()])
-        except KeyError:
-            names = ", ".join(m.name.lower() for m in kind)
-            raise ValidationFailed(field_name, f"{value!r} is not one of {names}") from None
-    number = to_int(value, field_name)
-    if number not in kind._value2member_map_:
-        raise ValidationFailed(field_name, f"{number} is not a {kind.__name__.lower()} (0-{len(kind) - 1})")
-    return number
-
-
-def normalise_event(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A TraceEvent as JSON (codes and parent as 0x ids or Digital Link paths; step and disposition as numbers or
-    names) as the Python values that are signed; errors name the field (``codes[2]``)."""
-    if not isinstance(message, Mapping):
-        raise ValidationFailed("message", "must be an object")
-    if unknown := sorted(set(message) - set(EVENT_FIELDS)):
-        raise ValidationFailed(unknown[0], "is not a field of TraceEvent")
-    out: dict[str, Any] = {}
-    for name in EVENT_FIELDS:
-        value = message.get(name)
-        if value is None:
-            if name not in OPTIONAL_EVENT_FIELDS:
-                raise ValidationFailed(name, "is missing")
-            out[name] = OPTIONAL_EVENT_FIELDS[name]
-            continue
-        if name == "actor":
-            raw = to_bytes(value, name)
-            if len(raw) != 32:
-                raise ValidationFailed(name, f"must be a 32-byte member id, got {len(raw)} bytes")
-            out[name] = raw
-        elif name in ("parent", "corrects"):
-            out[name] = _code_ref(value, name) if name == "parent" else to_bytes(value, name)
-            if len(out[name]) != 32:
-                raise ValidationFailed(name, "must be 32 bytes")
-        elif name == "codes":
-            if not isinstance(value, list):
-                raise ValidationFailed(name, "must be a list of code ids or Digital Link paths")
-            out[name] = [_code_ref(v, f"codes[{j}]") for j, v in enumerate(value)]
-        elif name == "step":
-            out[name] = _enum(Step, value, name)
-        elif name == "disposition":
-            out[name] = _enum(Disposition, value, name)
-        elif name in ("time", "nonce"):
-            out[name] = to_int(value, name)
-            if not 0 <= out[name] < 2 ** (64 if name == "time" else 256):
-                raise ValidationFailed(name, "is out of range")
-        else:
-            out[name] = to_text(value, name, MAX_TEXT)
-    trace.check_event(out)
-    return out
 
 
 def _at(prefix: str | None, index: int, exc: Exception) -> Exception:
@@ -151,11 +78,9 @@ def _at(prefix: str | None, index: int, exc: Exception) -> Exception:
     return type(exc)(f"{where}.{exc}")
 
 
-def _check_one(domain: TraceDomain, signers: Signers, index: int, item: SignedEvent, latest: int, skew: int) -> _Event:
-    message = normalise_event(item.message)
-    signature = to_bytes(item.signature, "signature")
-    digest = domain.digest("TraceEvent", message)
-    signer = recover(digest, signature)
+def _check_one(domain: TraceDomain, signers: Signers, index: int, one: Verified, latest: int, skew: int) -> _Event:
+    """A well-formed event's signer standing, actor, role and time."""
+    signer, actor = one.signer, one.actor
     standing = signers.standing(signer)
     if standing is None:
         raise NotAuthorised(
@@ -163,20 +88,16 @@ def _check_one(domain: TraceDomain, signers: Signers, index: int, item: SignedEv
             f"another chain or contract than chain {domain.chain_id}, {domain.verifying_contract})"
         )
     organisation, roles = standing
-    actor = hex32(message["actor"])
     if organisation != actor:
         raise NotAuthorised(f"actor: the event names {actor} but signer {signer} signs for {organisation}")
-    step = Step(message["step"])
+    step = Step(one.step)
     needed = trace.STEP_ROLES[step]
     if not roles & needed:
         names = " or ".join(str(r.name) for r in Role if r & needed)
         raise NotAuthorised(f"signature: a {step.slug} event needs a {names} signer; {signer} is not one")
-    if message["time"] > latest:
-        raise ValidationFailed("time", f"{message['time']} is more than {skew} s ahead of the server's clock")
-    parent = hex32(message["parent"]) if message["parent"] != ZERO32 else None
-    corrects = hex32(message["corrects"]) if message["corrects"] != ZERO32 else None
-    codes = [hex32(c) for c in message["codes"]]
-    return _Event(index, hex32(digest), message, signature, signer, actor, step, codes, parent, corrects)
+    if one.time > latest:
+        raise ValidationFailed("time", f"{one.time} is more than {skew} s ahead of the server's clock")
+    return _Event(index, one.id, one, signer, actor, step, one.codes, one.parent, one.corrects)
 
 
 def _select_in(session: Session, columns: Sequence[Any], key: Any, values: Sequence[Any]) -> list[Any]:
@@ -195,17 +116,25 @@ class _Code:
     original: str | None  # last_event as stored: the update's condition
 
 
+_STATES = {s.value: s for s in State}
+
+
 def _load_codes(session: Session, ids: Sequence[str]) -> dict[str, _Code]:
-    columns = (
-        CODES.c.id, CODES.c.state, CODES.c.holder, CODES.c.parent, CODES.c.last_event, CODES.c.lot_id,
-        BATCHES.c.producer, BATCHES.c.signature,
-    )  # fmt: skip
+    """The codes among ``ids`` that exist, with their batch's producer and whether it is signed (a batch holds
+    up to 100,000 codes: each batch is read once)."""
+    columns = (CODES.c.id, CODES.c.state, CODES.c.holder, CODES.c.parent, CODES.c.last_event, CODES.c.lot_id,
+               CODES.c.batch_id)  # fmt: skip
+    rows = _select_in(session, columns, CODES.c.id, list(ids))
+    batches = {
+        bid: (producer, signature is not None)
+        for bid, producer, signature in _select_in(
+            session, (BATCHES.c.id, BATCHES.c.producer, BATCHES.c.signature), BATCHES.c.id, sorted({r[6] for r in rows})
+        )
+    }
     found: dict[str, _Code] = {}
-    for chunk in chunks(list(ids), IN_CHUNK):
-        query = select(*columns).join(BATCHES, BATCHES.c.id == CODES.c.batch_id).where(CODES.c.id.in_(chunk))
-        for cid, state, holder, parent, last, lot_id, producer, signature in session.execute(query):
-            custody = CodeState(State(state), holder, parent, last)
-            found[cid] = _Code(custody, lot_id, producer, signature is not None, last)
+    for cid, state, holder, parent, last, lot_id, batch_id in rows:
+        producer, signed = batches[batch_id]
+        found[cid] = _Code(CodeState(_STATES[state], holder, parent, last), lot_id, producer, signed, last)
     return found
 
 
@@ -233,22 +162,28 @@ def accept_events(
     field_prefix: str | None = "events",
     clock_skew: int = 300,
     now: int | None = None,
+    verifier: Verifier | None = None,
 ) -> list[AcceptedEvent]:
     """Check and store signed checkpoint events, all or none; raises on the first bad one naming
-    ``<prefix>[i].<field>`` (403 standing or role, 404 unknown code or event, 409 state or nonce, 422 shape)."""
+    ``<prefix>[i].<field>`` (403 standing or role, 404 unknown code or event, 409 state or nonce, 422 shape).
+    ``verifier`` checks shapes and signatures (a pool of processes for big batches); default: this thread."""
     name = field_prefix or "body"
     if not items:
         raise ValidationFailed(name, "is empty")
     if len(items) > MAX_EVENTS:
         raise ValidationFailed(name, f"holds {len(items)} events; at most {MAX_EVENTS}")
     latest = (int(time.time()) if now is None else now) + clock_skew
+    try:
+        verified = (verifier or INLINE).verify(domain, [(i.message, i.signature) for i in items])
+    except BadEvent as bad:
+        raise _at(field_prefix, bad.index, bad.error) from None
     signers = Signers(session)
     checked: list[_Event] = []
     first: dict[str, _Event] = {}
-    for index, item in enumerate(items):
+    for index, item in enumerate(verified):
         try:
             one = _check_one(domain, signers, index, item, latest, clock_skew)
-        except (ValidationFailed, Conflict, NotAuthorised, NotFound) as exc:
+        except (ValidationFailed, NotAuthorised) as exc:
             raise _at(field_prefix, index, exc) from None
         checked.append(one)
         first.setdefault(one.id, one)
@@ -272,18 +207,21 @@ def _where(prefix: str | None, index: int, name: str) -> str:
 def _check_nonces(session: Session, fresh: list[_Event], prefix: str | None) -> None:
     pairs: dict[tuple[str, str], int] = {}
     for e in fresh:
-        pair = (e.actor, str(e.message["nonce"]))
+        pair = (e.actor, e.verified.nonce)
         if pair in pairs:
             raise Conflict(_where(prefix, e.index, "nonce"), "NonceUsed", f"nonce {pair[1]} of {pair[0]} is used twice")
         pairs[pair] = e.index
-    keys = list(pairs)
-    for chunk in chunks(keys, 300):
-        used = session.execute(
-            select(EVENTS.c.actor, EVENTS.c.nonce).where(tuple_(EVENTS.c.actor, EVENTS.c.nonce).in_(chunk))
-        ).first()
-        if used is not None:
-            reason = f"{used[0]} already used nonce {used[1]} for another event (a replay?)"
-            raise Conflict(_where(prefix, pairs[(used[0], used[1])], "nonce"), "NonceUsed", reason)
+    by_actor: dict[str, list[str]] = {}
+    for actor, nonce in pairs:
+        by_actor.setdefault(actor, []).append(nonce)
+    for actor, nonces in by_actor.items():  # each query a range of the unique (actor, nonce) index
+        for chunk in chunks(nonces, IN_CHUNK):
+            used = session.execute(
+                select(EVENTS.c.nonce).where(EVENTS.c.actor == actor, EVENTS.c.nonce.in_(chunk)).limit(1)
+            ).first()
+            if used is not None:
+                reason = f"{actor} already used nonce {used[0]} for another event (a replay?)"
+                raise Conflict(_where(prefix, pairs[(actor, used[0])], "nonce"), "NonceUsed", reason)
 
 
 def _check_corrections(session: Session, fresh: list[_Event], prefix: str | None) -> None:
@@ -328,7 +266,7 @@ def _apply_custody(session: Session, fresh: list[_Event], prefix: str | None) ->
     for e in fresh:
         moved: list[tuple[str, str | None]] = [(c, None) for c in e.codes]
         if e.corrects is not None and corrected_steps.get(e.corrects) == e.step:
-            changes.event_codes.extend((c, e.id, e.message["time"], None) for c in e.codes)
+            changes.event_codes.extend((c, e.id, e.verified.time, None) for c in e.codes)
             continue  # amends the data of the event it corrects: no code moves
         if e.step in (Step.PACK, Step.UNPACK):
             _check_parent(codes, e, prefix)
@@ -348,7 +286,7 @@ def _apply_custody(session: Session, fresh: list[_Event], prefix: str | None) ->
                 field_name = _where(prefix, e.index, f"codes[{j}]" if via is None else "codes")
                 raise Conflict(field_name, "InvalidState", f"{what} {exc.reason}") from None
             changes.touched.add(cid)
-            changes.event_codes.append((cid, e.id, e.message["time"], via))
+            changes.event_codes.append((cid, e.id, e.verified.time, via))
             if e.step is Step.RECALL:
                 changes.recalls.setdefault(code.lot_id, e.id)
         if e.step is Step.PACK:
@@ -405,12 +343,11 @@ def _store(session: Session, fresh: list[_Event], changes: _Changes) -> None:
     now = utcnow()
     connection = session.connection()
     stamp = db_time(connection, now)
-    json_text = orjson.dumps
     rows = [
-        (e.id, e.actor, e.signer, e.step.slug, e.message["time"], e.message["location"], e.message["geo"],
-         Disposition(e.message["disposition"]).name.lower(), e.parent, e.corrects, str(e.message["nonce"]),
-         json_text(to_json(e.message)).decode(), "0x" + e.signature.hex(), stamp, None, None)
+        (v.id, v.actor, v.signer, e.step.slug, v.time, v.location, v.geo, v.disposition, v.parent, v.corrects, v.nonce,
+         v.message, v.signature, stamp, None, None)
         for e in fresh
+        for v in (e.verified,)
     ]  # fmt: skip
     bulk_insert(connection, EVENTS, rows)
     if changes.event_codes:

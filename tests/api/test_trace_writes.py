@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -374,6 +375,24 @@ def test_bad_events_get_a_4xx_naming_the_cause_and_nothing_is_anchored(trace_wor
     rejected(t.signed(SELLER, t.event(SELLER, Step.SELL, [codes[0]], corrects=commissioned)), 403, None, "corrects")
     # no API key, no entry
     assert t.w.client.post("/v1/trace/events", json=good).status_code == 401
+    # bodies that are not signed events at all
+    headers = {**t.w.headers(PRODUCER), "Content-Type": "application/json"}
+    for raw, named, cause in [
+        (b"{not json", "body", "is not JSON"),
+        (b"[]", "body", "must be an object"),
+        (b'{"events": []}', "events", "1 to 5,000"),
+        (b'{"events": {"message": {}}}', "events", "must be a list"),
+        (b'{"events": [1]}', "events[0]", "must be an object"),
+        (b'{"events": [{"message": {}, "signature": "0x", "sig": 1}]}', "events[0].sig", "is not a field"),
+        (b'{"message": {}, "signature": 7}', "signature", "0x-hex"),
+        (b'{"type": "Other", "message": {}, "signature": "0x"}', "type", "TraceEvent"),
+    ]:
+        response = t.w.client.post("/v1/trace/events", content=raw, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]["field"] == named and cause in response.text, response.text
+    too_many = orjson.dumps({"events": [good] * (trace_writes.MAX_EVENTS + 1)})
+    response = t.w.client.post("/v1/trace/events", content=too_many, headers=headers)
+    assert (response.status_code, response.json()["detail"]["field"]) == (422, "events")
 
     # nothing of a rejected request was stored: the good event of each rejected batch is unknown
     assert t.get(f"/v1/trace/events/{'0x' + t.domain.digest('TraceEvent', _values(good)).hex()}").status_code == 404

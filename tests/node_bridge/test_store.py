@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
-from node_bridge import outbox
+import api.models  # noqa: F401  (every module defining tables, as node_bridge/migrations/env.py imports them)
+import credtrace.webhooks  # noqa: F401
+from node_bridge import (  # noqa: F401
+    logistics_models,
+    outbox,
+    payment_models,
+    protection_models,
+    supervision_models,
+    trace_models,
+)
 from node_bridge.models import INDEX_TABLES, OutboxStatus
 from node_bridge.store import migrate, session_scope
 
@@ -15,6 +26,12 @@ def test_migrations_create_every_table_and_are_idempotent(engine: Engine) -> Non
     tables = set(inspect(engine).get_table_names())
     assert {"outbox", "relay_tx", "alembic_version"} <= tables
     assert {model.__tablename__ for model in INDEX_TABLES} <= tables  # type: ignore[attr-defined]
+
+
+def test_the_migrations_build_exactly_the_tables_and_indexes_the_models_declare(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
 
 
 def test_the_same_record_is_accepted_once(engine: Engine) -> None:
