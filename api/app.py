@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.auth import KeyCache
 from api.chain_view import ChainView
+from api.lifespan import extend_lifespan
 from api.metrics import CredtraceCollector
 from api.ratelimit import PublicRateLimiter
 from api.routes import feed as feed_routes  # feed and webhooks: api/routes/feed.py
@@ -24,7 +26,7 @@ from api.routes import webhooks as webhook_routes  # feed and webhooks: api/rout
 from api.status import install as install_status  # status: catalogue and in-memory status cache
 from credtrace import __version__
 from credtrace.settings import Settings, get_settings
-from node_bridge.store import open_store
+from node_bridge.store import WalCheckpoints, open_store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chain = ChainView(settings)
     app.state.engine = open_store(settings.database)
+    checkpoints = WalCheckpoints(app.state.engine)  # SQLite: not in the commits of requests (node_bridge/store.py)
+    extend_lifespan(app, start=lambda: run_in_threadpool(checkpoints.start),
+                    stop=lambda: run_in_threadpool(checkpoints.stop))  # fmt: skip
     app.state.registry = CollectorRegistry()
     app.state.registry.register(CredtraceCollector(app.state.engine, app.state.chain))
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)  # access: api/auth.py

@@ -117,7 +117,7 @@ def run(
             with httpx.Client(base_url=base, headers=headers, timeout=300) as c:
                 gtin = _gtin()
                 assert c.post("/v1/trace/products", json={"gtin": gtin, "name": "bench"}).status_code == 201
-                for lot in ("E", "BIG"):
+                for lot in ("W", "E", "BIG"):
                     assert c.post("/v1/trace/lots", json={"gtin": gtin, "lot": lot}).status_code == 201
                 # issuance of a big lot, beside plain hashlib over the same data
                 start = time.perf_counter()
@@ -129,11 +129,14 @@ def run(
                 plain = plain_tree_root([keccak(p.encode()) for p in paths])
                 out["issue_plain_s"] = time.perf_counter() - start
                 assert "0x" + plain.hex() == big.json()["root"]
-                # the codes the events commission (the first WARM_UP are for the warm-up batch)
-                batch = c.post(f"/v1/trace/lots/{gtin}/E/codes", json={"count": events + WARM_UP}).json()
-                signature = domain.sign(account, "CodeBatch", _values(batch["typed_data"]["message"]))
-                assert c.post(batch["signature_url"], json={"signature": "0x" + signature.hex()}).status_code == 202
-                event_codes = _paths(c, batch["id"], events + WARM_UP)
+                # the codes the events commission: WARM_UP for the warm-up batch (lot W), then the timed ones
+                event_codes = []
+                for lot, count in (("W", WARM_UP), ("E", events)):
+                    batch = c.post(f"/v1/trace/lots/{gtin}/{lot}/codes", json={"count": count}).json()
+                    signature = domain.sign(account, "CodeBatch", _values(batch["typed_data"]["message"]))
+                    signed_batch = c.post(batch["signature_url"], json={"signature": "0x" + signature.hex()})
+                    assert signed_batch.status_code == 202, signed_batch.text
+                    event_codes += _paths(c, batch["id"], count)
             with console.status(f"signing {events + WARM_UP} events"):
                 now = int(time.time())
                 bodies = []
@@ -170,6 +173,7 @@ def run(
             for thread in threads:
                 thread.join()
             out["accepted_per_s"] = events / (time.perf_counter() - start)
+            console.print(f"accepted: {out['accepted_per_s']:,.0f} events/s; waiting for the anchors")
             if errors:
                 raise RuntimeError(f"{len(errors)} batches refused, e.g. {errors[0]}")
             deadline = start + 900

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     anchor_interval: float = Field(2.0, gt=0, description="Seconds between anchor batches of trace events, at most.")
     anchor_max_batch: int = Field(50_000, ge=1, description="Trace events that close a batch at once when waiting.")
+    anchor_min_batch: int = Field(
+        1_000, ge=1, description="Trace events that close a batch before the interval once no more arrive."
+    )
     anchor_key: str = Field("market-regulation", description="Keystore name of the REGULATOR key that signs anchors.")
     anchor_password: SecretStr = Field(SecretStr("demo"), description="Password of the anchor keystore.")
     trace_clock_skew: int = Field(300, ge=0, description="Seconds a signed trace event's time may be in the future.")

@@ -1,6 +1,7 @@
 """The anchorer: closes batches of accepted trace events into RFC 6962 trees and queues one anchor per batch.
 
-Every ``anchor_interval`` seconds (or at once when ``anchor_max_batch`` events wait), :meth:`Anchorer.close_batch`
+Every ``anchor_interval`` seconds (or at once when ``anchor_max_batch`` events wait, or when ``anchor_min_batch``
+or more wait and no more arrived since the last look, as at the end of a burst), :meth:`Anchorer.close_batch`
 takes the events no batch holds yet in (accepted_at, id) order, up to ``anchor_max_batch``; builds the tree over
 their ids (each id is the event's EIP-712 digest: the leaf data); signs an ``Anchor`` (index = the next batch
 index, previous root = the last batch's root, zero for the first; the events' time range) with the anchor key (a
@@ -64,6 +65,8 @@ class Anchorer:
         self.account = account
         self.settings = settings
         self.max_batch = settings.anchor_max_batch
+        self.min_batch = settings.anchor_min_batch
+        self._seen: int | None = None  # events waiting at the last step
 
     def waiting(self) -> int:
         """Events no batch holds yet (counted up to ``max_batch``)."""
@@ -74,6 +77,7 @@ class Anchorer:
     def close_batch(self, limit: int | None = None) -> Closed | None:
         """Close one batch of up to ``limit`` (default ``max_batch``) waiting events; None if none wait."""
         limit = limit or self.max_batch
+        self._seen = None  # the next step looks afresh
         with session_scope(self.engine) as session:
             last = session.execute(
                 select(ANCHORS.c.index, ANCHORS.c.root).order_by(ANCHORS.c.index.desc()).limit(1)
@@ -116,13 +120,17 @@ class Anchorer:
         return Closed(index, tree, anchor_id, ids)
 
     def step(self, force: bool = False) -> Closed | None:
-        """Close a batch if ``max_batch`` events wait (or any wait and ``force``)."""
-        if force or self.waiting() >= self.max_batch:
+        """Close a batch if ``max_batch`` events wait, or at least ``min_batch`` and none arrived since the last
+        step (a burst has ended: its last events need not wait for the interval), or any wait and ``force``."""
+        waiting = self.waiting()
+        quiet = self.min_batch <= waiting == self._seen
+        self._seen = waiting
+        if waiting and (force or quiet or waiting >= self.max_batch):
             return self.close_batch()
         return None
 
     def run(self, stop: threading.Event) -> None:
-        """Close a batch every ``anchor_interval`` seconds, or at once when ``anchor_max_batch`` events wait."""
+        """Close a batch every ``anchor_interval`` seconds, or sooner as :meth:`step` says."""
         interval = self.settings.anchor_interval
         poll = min(self.settings.poll_interval, interval)
         last_close = time.monotonic()

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlmodel import Session
 
+log = logging.getLogger("node_bridge.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_CACHE_KIB = 65_536
 """Page cache per SQLite connection (taken as pages are read): inserts into big indexes with random keys, such as
@@ -63,6 +66,53 @@ def open_store(url: str) -> Engine:
     engine = make_engine(url)
     migrate(engine)
     return engine
+
+
+class WalCheckpoints:
+    """Checkpoints of an SQLite store's write-ahead log from a thread of their own, every ``interval`` seconds.
+
+    By default SQLite copies the log into the database in the commit that fills 1,000 pages, while that commit
+    holds the only write lock: a busy writer (the API taking batches of trace events) pays for it on every few
+    requests. Once started, this engine's connections leave it to the thread, whose PASSIVE checkpoints wait on
+    no reader or writer; other processes' connections keep SQLite's default.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.engine.dialect.name != "sqlite" or self._thread is not None:
+            return
+        event.listen(self.engine, "connect", _no_checkpoint_on_commit)
+        self.engine.dispose()  # pooled connections were opened with SQLite's default
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.checkpoint()
+            except Exception:  # a locked or missing file now and then: the next round tries again
+                log.exception("WAL checkpoint failed")
+
+
+def _no_checkpoint_on_commit(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 @contextmanager

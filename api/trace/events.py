@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from api.signers import Signers
 from api.trace.proofs import chain_anchor
-from api.trace.sql import BATCHES, CODES, EVENT_CODES, EVENTS, LOTS, bulk_insert, db_time
+from api.trace.sql import BATCHES, CODES, EVENT_CODES, EVENTS, IN_CHUNK, LOTS, bulk_insert, db_time, select_in
 from api.trace.verify import BadEvent, Verified, Verifier
 from credtrace.errors import Conflict, NotAuthorised, NotFound, ValidationFailed
 from node_bridge import trace
@@ -32,7 +32,6 @@ from node_bridge.trace import Step, TraceDomain
 from node_bridge.trace_models import TraceEventRow
 
 MAX_EVENTS = 5_000
-IN_CHUNK = 500
 MAX_DEPTH = 4
 """Levels of packing an event on a pallet reaches (pallet → case → item ...)."""
 PROPAGATING = frozenset({Step.SHIP, Step.RECEIVE, Step.SELL, Step.DELIVER, Step.RETURN, Step.RECALL, Step.DESTROY})
@@ -100,13 +99,6 @@ def _check_one(domain: TraceDomain, signers: Signers, index: int, one: Verified,
     return _Event(index, one.id, one, signer, actor, step, one.codes, one.parent, one.corrects)
 
 
-def _select_in(session: Session, columns: Sequence[Any], key: Any, values: Sequence[Any]) -> list[Any]:
-    rows: list[Any] = []
-    for chunk in chunks(values, IN_CHUNK):
-        rows.extend(session.execute(select(*columns).where(key.in_(chunk))).all())
-    return rows
-
-
 @dataclass
 class _Code:
     custody: CodeState
@@ -124,12 +116,12 @@ def _load_codes(session: Session, ids: Sequence[str]) -> dict[str, _Code]:
     up to 100,000 codes: each batch is read once)."""
     columns = (CODES.c.id, CODES.c.state, CODES.c.holder, CODES.c.parent, CODES.c.last_event, CODES.c.lot_id,
                CODES.c.batch_id)  # fmt: skip
-    rows = _select_in(session, columns, CODES.c.id, list(ids))
+    connection = session.connection()
+    rows = select_in(connection, columns, CODES.c.id, list(ids))
+    batch_columns = (BATCHES.c.id, BATCHES.c.producer, BATCHES.c.signature)
     batches = {
         bid: (producer, signature is not None)
-        for bid, producer, signature in _select_in(
-            session, (BATCHES.c.id, BATCHES.c.producer, BATCHES.c.signature), BATCHES.c.id, sorted({r[6] for r in rows})
-        )
+        for bid, producer, signature in select_in(connection, batch_columns, BATCHES.c.id, sorted({r[6] for r in rows}))
     }
     found: dict[str, _Code] = {}
     for cid, state, holder, parent, last, lot_id, batch_id in rows:
@@ -145,7 +137,7 @@ def _load_children(session: Session, codes: dict[str, _Code], roots: Iterable[st
     for _ in range(MAX_DEPTH):
         if not level:
             break
-        found = _select_in(session, (CODES.c.id, CODES.c.parent), CODES.c.parent, level)
+        found = select_in(session.connection(), (CODES.c.id, CODES.c.parent), CODES.c.parent, level)
         new = sorted({cid for cid, _ in found} - set(codes))
         codes.update(_load_codes(session, new))
         for cid, parent in found:
@@ -167,16 +159,32 @@ def accept_events(
     """Check and store signed checkpoint events, all or none; raises on the first bad one naming
     ``<prefix>[i].<field>`` (403 standing or role, 404 unknown code or event, 409 state or nonce, 422 shape).
     ``verifier`` checks shapes and signatures (a pool of processes for big batches); default: this thread."""
+    verified = check_events(domain, items, field_prefix=field_prefix, verifier=verifier)
+    return accept_checked(session, domain, verified, field_prefix=field_prefix, clock_skew=clock_skew, now=now)
+
+
+def check_events(
+    domain: TraceDomain, items: Sequence[SignedEvent], *, field_prefix: str | None = "events",
+    verifier: Verifier | None = None,
+) -> list[Verified]:  # fmt: skip
+    """The first step of :func:`accept_events`, without the database: each event's shape and signer."""
     name = field_prefix or "body"
     if not items:
         raise ValidationFailed(name, "is empty")
     if len(items) > MAX_EVENTS:
         raise ValidationFailed(name, f"holds {len(items)} events; at most {MAX_EVENTS}")
-    latest = (int(time.time()) if now is None else now) + clock_skew
     try:
-        verified = (verifier or INLINE).verify(domain, [(i.message, i.signature) for i in items])
+        return (verifier or INLINE).verify(domain, [(i.message, i.signature) for i in items])
     except BadEvent as bad:
         raise _at(field_prefix, bad.index, bad.error) from None
+
+
+def accept_checked(
+    session: Session, domain: TraceDomain, verified: Sequence[Verified], *, field_prefix: str | None = "events",
+    clock_skew: int = 300, now: int | None = None,
+) -> list[AcceptedEvent]:  # fmt: skip
+    """The second step of :func:`accept_events`: standing, roles, nonces, custody, and the rows."""
+    latest = (int(time.time()) if now is None else now) + clock_skew
     signers = Signers(session)
     checked: list[_Event] = []
     first: dict[str, _Event] = {}
@@ -189,7 +197,7 @@ def accept_events(
         first.setdefault(one.id, one)
     earlier = {
         eid: ("anchored" if batch is not None else "accepted")
-        for eid, batch in _select_in(session, (EVENTS.c.id, EVENTS.c.batch), EVENTS.c.id, list(first))
+        for eid, batch in select_in(session.connection(), (EVENTS.c.id, EVENTS.c.batch), EVENTS.c.id, list(first))
     }
     fresh = [e for e in first.values() if e.id not in earlier]
     if fresh:
@@ -230,7 +238,8 @@ def _check_corrections(session: Session, fresh: list[_Event], prefix: str | None
         return
     known = {e.id: (e.actor, e.step) for e in fresh}
     targets = sorted({e.corrects for e in wanted if e.corrects is not None} - set(known))
-    for eid, actor, step in _select_in(session, (EVENTS.c.id, EVENTS.c.actor, EVENTS.c.step), EVENTS.c.id, targets):
+    columns = (EVENTS.c.id, EVENTS.c.actor, EVENTS.c.step)
+    for eid, actor, step in select_in(session.connection(), columns, EVENTS.c.id, targets):
         known[eid] = (actor, Step[step.upper()])
     for e in wanted:
         assert e.corrects is not None
@@ -334,7 +343,7 @@ def _corrected_steps(session: Session, fresh: list[_Event]) -> dict[str, Step]:
     if not targets:
         return {}
     steps = {e.id: e.step for e in fresh}
-    for eid, step in _select_in(session, (EVENTS.c.id, EVENTS.c.step), EVENTS.c.id, targets):
+    for eid, step in select_in(session.connection(), (EVENTS.c.id, EVENTS.c.step), EVENTS.c.id, targets):
         steps[eid] = Step[step.upper()]
     return steps
 

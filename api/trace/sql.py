@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table
+from sqlalchemy import JSON, Column, Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from node_bridge.models import OutboxEntry
@@ -47,11 +47,48 @@ def bulk_insert(connection: Connection, table: Table, rows: Sequence[tuple[Any, 
     connection.exec_driver_sql(_insert_sql(connection.dialect.name, table), list(rows))
 
 
+IN_CHUNK = 500
+"""Keys per ``IN (...)`` query."""
+
+
+def select_in(
+    connection: Connection, columns: Sequence[Column[Any]], key: Column[Any], values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The rows (plain tuples) of ``columns`` whose ``key`` is one of ``values``, :data:`IN_CHUNK` keys a query,
+    through the driver's cursor: for columns the driver returns as they are (text, numbers)."""
+    rows: list[tuple[Any, ...]] = []
+    if not values:
+        return rows
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, len(values), IN_CHUNK):
+            chunk = list(values[start : start + IN_CHUNK])
+            cursor.execute(_select_sql(connection.dialect.name, tuple(columns), key, len(chunk)), chunk)
+            rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return rows
+
+
+@cache
+def _select_sql(dialect: str, columns: tuple[Column[Any], ...], key: Column[Any], count: int) -> str:
+    marker, quote = _marker(dialect), _quote(dialect)
+    names = ", ".join(quote(c.name) for c in columns)
+    return f"SELECT {names} FROM {key.table.name} WHERE {quote(key.name)} IN ({', '.join([marker] * count)})"
+
+
+def _marker(dialect: str) -> str:
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def _quote(dialect: str) -> Any:
+    return (sqlite.dialect if dialect == "sqlite" else postgresql.dialect)().identifier_preparer.quote
+
+
 @cache
 def _insert_sql(dialect: str, table: Table) -> str:
-    marker = "?" if dialect == "sqlite" else "%s"
+    marker, quote = _marker(dialect), _quote(dialect)
     columns = list(table.columns)
-    quote = (sqlite.dialect if dialect == "sqlite" else postgresql.dialect)().identifier_preparer.quote
     values = [
         f"CAST({marker} AS JSON)" if isinstance(c.type, JSON) and dialect != "sqlite" else marker for c in columns
     ]

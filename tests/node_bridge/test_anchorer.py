@@ -109,6 +109,20 @@ def test_step_waits_for_a_full_batch_unless_forced(engine: Engine, anchor: Ancho
     assert forced is not None and forced.tree.size == 1 and forced.index == 1
 
 
+def test_the_end_of_a_burst_closes_a_batch_before_the_interval(engine: Engine, anchor: Anchorer) -> None:
+    anchor.min_batch = 3
+    add_events(engine, 4)
+    assert anchor.step() is None  # first look: more may be coming
+    quiet = anchor.step()  # none came: the burst is over
+    assert quiet is not None and quiet.tree.size == 4
+    add_events(engine, 2)
+    assert anchor.step() is None and anchor.step() is None  # quiet, but fewer than min_batch: the interval's
+    add_events(engine, 5)
+    assert anchor.step() is None  # 7 now: still arriving
+    later = anchor.step()
+    assert later is not None and later.tree.size == 7
+
+
 def test_a_crash_before_the_commit_leaves_nothing_half_done(
     engine: Engine, anchor: Anchorer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

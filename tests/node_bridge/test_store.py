@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
@@ -18,7 +22,7 @@ from node_bridge import (  # noqa: F401
     trace_models,
 )
 from node_bridge.models import INDEX_TABLES, OutboxStatus
-from node_bridge.store import migrate, session_scope
+from node_bridge.store import WalCheckpoints, migrate, open_store, session_scope
 
 
 def test_migrations_create_every_table_and_are_idempotent(engine: Engine) -> None:
@@ -56,3 +60,25 @@ def test_an_uncommitted_write_is_not_accepted(engine: Engine) -> None:
         pass
     with Session(engine) as session:
         assert outbox.get(session, b"\x11" * 32) is None
+
+
+def test_wal_checkpoints_run_in_their_own_thread_not_in_commits(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    engine = open_store(f"sqlite:///{path}")
+    checkpoints = WalCheckpoints(engine, interval=0.1)
+    checkpoints.start()
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        before = path.stat().st_size
+        with engine.begin() as connection:  # ~3,000 pages: SQLite's own rule would checkpoint in this commit
+            connection.exec_driver_sql("CREATE TABLE filler (blob BLOB)")
+            connection.exec_driver_sql("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(3000)])
+        assert path.stat().st_size == before  # the commit left the pages in the log
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < before + 3000 * 4000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size >= before + 3000 * 4000  # the thread copied them into the database
+    finally:
+        checkpoints.stop()
+        engine.dispose()
