@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.auth import KeyCache
 from api.chain_view import ChainView
-from api.lifespan import extend_lifespan
+from api.lifespan import extend_lifespan, tune_gc
 from api.metrics import CredtraceCollector
 from api.ratelimit import PublicRateLimiter
 from api.routes import feed as feed_routes  # feed and webhooks: api/routes/feed.py
@@ -32,6 +32,7 @@ from node_bridge.store import WalCheckpoints, open_store
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A credtrace API for ``settings`` (default: from the environment). OpenAPI docs at ``/docs``."""
     settings = settings or get_settings()
+    tune_gc()
     app = FastAPI(
         title="credtrace",
         version=__version__,

@@ -21,9 +21,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, literal_column, select
 from sqlalchemy.exc import IntegrityError
 
 from credtrace.errors import CredtraceError
@@ -71,7 +72,8 @@ class Anchorer:
     def waiting(self) -> int:
         """Events no batch holds yet (counted up to ``max_batch``)."""
         with session_scope(self.engine) as session:
-            inner = select(EVENTS.c.id).where(EVENTS.c.batch.is_(None)).limit(self.max_batch).subquery()
+            # only the batch column: the count stays in its index, without reading the rows
+            inner = select(EVENTS.c.batch).where(EVENTS.c.batch.is_(None)).limit(self.max_batch).subquery()
             return int(session.execute(select(func.count()).select_from(inner)).scalar_one())
 
     def close_batch(self, limit: int | None = None) -> Closed | None:
@@ -82,8 +84,10 @@ class Anchorer:
             last = session.execute(
                 select(ANCHORS.c.index, ANCHORS.c.root).order_by(ANCHORS.c.index.desc()).limit(1)
             ).first()
+            sqlite = session.connection().dialect.name == "sqlite"
+            key = literal_column("rowid") if sqlite else EVENTS.c.id  # how _place finds each row again
             rows = session.execute(
-                select(EVENTS.c.id, EVENTS.c.time)
+                select(EVENTS.c.id, EVENTS.c.time, key)
                 .where(EVENTS.c.batch.is_(None))
                 .order_by(EVENTS.c.accepted_at, EVENTS.c.id)
                 .limit(limit)
@@ -112,7 +116,7 @@ class Anchorer:
                   "previous_root": "0x" + previous.hex(), "first_time": message["firstTime"],
                   "last_time": message["lastTime"], "anchor_id": anchor_id, "closed_at": utcnow()}],
             )  # fmt: skip
-            placed = _place(session.connection(), index, ids)
+            placed = _place(session.connection(), index, [r[2] for r in rows])
             if 0 <= placed < len(ids):
                 raise BatchClash(f"another anchorer batched some of the events of batch {index}")
             outbox.enqueue(session, anchor_id, trace.CONTRACT, "anchor", trace.calldata("Anchor", message, signature))
@@ -155,18 +159,19 @@ class Anchorer:
                 stop.wait(poll)
 
 
-def _place(connection: Connection, index: int, ids: list[str]) -> int:
-    """Set batch ``index`` and each event's leaf index, for events still unbatched; returns the rows placed."""
+def _place(connection: Connection, index: int, keys: list[Any]) -> int:
+    """Set batch ``index`` and each event's leaf index, for events still unbatched; returns the rows placed.
+    ``keys``: the events' ids in leaf order (SQLite: their rowids, which skip the lookup in the id index)."""
     if connection.dialect.name == "postgresql":
         result = connection.exec_driver_sql(
             "UPDATE trace_event AS e SET batch = %s, leaf_index = v.leaf "
             "FROM unnest(%s::text[], %s::int[]) AS v(id, leaf) WHERE e.id = v.id AND e.batch IS NULL",
-            (index, ids, list(range(len(ids)))),
+            (index, keys, list(range(len(keys)))),
         )
     else:
         result = connection.exec_driver_sql(
-            "UPDATE trace_event SET batch = ?, leaf_index = ? WHERE id = ? AND batch IS NULL",
-            [(index, n, eid) for n, eid in enumerate(ids)],
+            "UPDATE trace_event SET batch = ?, leaf_index = ? WHERE rowid = ? AND batch IS NULL",
+            [(index, n, rowid) for n, rowid in enumerate(keys)],
         )
     return int(result.rowcount)
 

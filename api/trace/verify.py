@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from api.lifespan import tune_gc
 from api.trace.products import MAX_TEXT
 from credtrace.errors import ValidationFailed
 from node_bridge import trace
@@ -207,6 +208,10 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _worker_started() -> None:
+    tune_gc()  # as in the API process: a batch allocates tens of thousands of objects
+
+
 class Verifier:
     """Checks batches of signed events, big ones over ``workers`` processes (0: always in the calling thread).
 
@@ -224,7 +229,7 @@ class Verifier:
         with self._lock:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_started)
             return self._pool
 
     def start(self) -> None:
