@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     confirmations: int = Field(0, ge=0, description="Blocks to wait before indexing (0 on anvil and QBFT).")
     reorg_window: int = Field(64, ge=1, description="Deepest reorg the indexer rolls back; deeper stops it.")
     relayer_batch_size: int = Field(200, ge=1, le=1000, description="Signed writes per transaction.")
-    poll_interval: float = Field(0.2, gt=0, description="Seconds between relayer/indexer polls when idle.")
+    poll_interval: float = Field(0.1, gt=0, description="Seconds between relayer/indexer/anchorer polls when idle.")
     gas_price: int | None = Field(0, description="Gas price for our transactions; unset asks the node.")
     operator_password: str = Field("operator", description="Password of the operator keystore that pays for writes.")
     # access

@@ -76,6 +76,10 @@ def hex32(value: bytes) -> str:
     return "0x" + value.hex()
 
 
+JSON_SAFE_INT = 2**53
+"""Integers above this go to JSON as decimal strings: JSON readers cannot hold them exactly."""
+
+
 def to_json(message: Mapping[str, Any]) -> dict[str, Any]:
     """A message as JSON values (the inverse of :func:`to_bytes` / :func:`to_int`): bytes as 0x-hex (also inside
     lists), integers beyond 2^53 as decimal strings (JSON readers cannot hold them exactly)."""
@@ -87,7 +91,7 @@ def _json(value: Any) -> Any:
         return hex32(value)
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value > 2**53:
+    if isinstance(value, int) and not isinstance(value, bool) and value > JSON_SAFE_INT:
         return str(value)
     return value
 

@@ -28,7 +28,7 @@ from api.lifespan import tune_gc
 from api.trace.products import MAX_TEXT
 from credtrace.errors import ValidationFailed
 from node_bridge import trace
-from node_bridge.eip712 import hex32, recover, to_bytes, to_int, to_json, to_text
+from node_bridge.eip712 import JSON_SAFE_INT, hex32, recover, to_bytes, to_int, to_text
 from node_bridge.trace import ZERO32, Disposition, Step, TraceDomain
 
 log = logging.getLogger("api.trace.verify")
@@ -157,21 +157,31 @@ def verify_event(domain: TraceDomain, message: Mapping[str, Any], signature: str
     raw = to_bytes(signature, "signature")
     digest = domain.digest("TraceEvent", values)
     signer = recover(digest, raw)
-    parent, corrects = values["parent"], values["corrects"]
+    # the signed message as JSON, as node_bridge.eip712.to_json gives it (tests hold them equal), from the hex
+    # forms needed anyway: a generic pass over the values costs as much again
+    shown = {name: hex32(values[name]) for name in ("actor", "parent", "corrects")}
+    codes = [hex32(c) for c in values["codes"]]
+    nonce = values["nonce"]
+    signed = orjson.dumps({
+        "actor": shown["actor"], "step": values["step"], "codes": codes, "parent": shown["parent"],
+        "time": values["time"], "location": values["location"], "geo": values["geo"],
+        "disposition": values["disposition"], "corrects": shown["corrects"],
+        "nonce": str(nonce) if nonce > JSON_SAFE_INT else nonce,
+    }).decode()  # fmt: skip
     return Verified(
         id=hex32(digest),
         signer=signer,
-        actor=hex32(values["actor"]),
+        actor=shown["actor"],
         step=values["step"],
-        codes=[hex32(c) for c in values["codes"]],
-        parent=hex32(parent) if parent != ZERO32 else None,
-        corrects=hex32(corrects) if corrects != ZERO32 else None,
+        codes=codes,
+        parent=shown["parent"] if values["parent"] != ZERO32 else None,
+        corrects=shown["corrects"] if values["corrects"] != ZERO32 else None,
         time=values["time"],
         location=values["location"],
         geo=values["geo"],
         disposition=Disposition(values["disposition"]).name.lower(),
-        nonce=str(values["nonce"]),
-        message=orjson.dumps(to_json(values)).decode(),
+        nonce=str(nonce),
+        message=signed,
         signature=hex32(raw),
     )
 

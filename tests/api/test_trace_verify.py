@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from eth_account import Account
 
@@ -47,6 +48,7 @@ def test_a_pool_answers_exactly_as_the_request_thread(pool: Verifier) -> None:
     assert [v.nonce for v in parallel] == [str(n + 1) for n in range(301)]  # in the order sent
     typed = DOMAIN.typed_data("TraceEvent", items[200][0])
     assert parallel[200].id == "0x" + reference_digest(typed).hex()  # eth-account's digest, not ours
+    assert [orjson.loads(v.message) for v in parallel] == [message for message, _ in items]  # stored as signed
 
 
 def test_the_first_bad_event_is_named_whichever_worker_checks_it(pool: Verifier) -> None:
