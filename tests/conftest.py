@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from sqlalchemy import Engine
 from web3 import Web3
 
 from credtrace.settings import Settings
+from node_bridge import outbox
 from node_bridge.chain import AnvilNode
-from node_bridge.store import open_store, scratch_postgres
+from node_bridge.relayer import Relayer
+from node_bridge.store import open_store, scratch_postgres, session_scope
 
 POSTGRES_URL = os.environ.get("CREDTRACE_TEST_POSTGRES_URL")
 
@@ -22,6 +25,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def relay_all(relayer: Relayer, timeout: float = 60) -> None:
+    """Step the relayer until every write in its outbox is confirmed or failed. (It sends from a thread of its own:
+    a fixed number of steps raced that thread on a loaded machine.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        relayer.step()
+        with session_scope(relayer.engine) as session:
+            waiting = outbox.depth(session)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{waiting} writes still unconfirmed after {timeout} s")
+        time.sleep(0.01)
 
 
 def make_settings(data_dir: Path, port: int, **overrides: object) -> Settings:

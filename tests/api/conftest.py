@@ -28,6 +28,7 @@ from node_bridge.deploy import ConsortiumConfig, Deployment
 from node_bridge.indexer import Indexer
 from node_bridge.relayer import Relayer
 from node_bridge.store import open_store
+from tests.conftest import relay_all
 
 _SUBJECTS = itertools.count(1)
 
@@ -54,9 +55,8 @@ class CreditWorld:
         return credit.CreditDomain(self.deployment.chain_id, self.deployment.contracts["CreditRegistry"].address)
 
     def settle(self) -> None:
-        """Relay what the outbox holds and index what the chain then says."""
-        for _ in range(5):
-            self.relayer.step()
+        """Relay what the outbox holds, then index what the chain says."""
+        relay_all(self.relayer)
         self.indexer.step()
 
     def key(self, name: str) -> LocalAccount:

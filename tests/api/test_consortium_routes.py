@@ -27,6 +27,7 @@ from node_bridge.deploy import Deployment
 from node_bridge.indexer import Indexer
 from node_bridge.relayer import Relayer
 from node_bridge.store import open_store
+from tests.conftest import relay_all
 
 
 @dataclass
@@ -40,9 +41,8 @@ class World:
     api_keys: dict[str, str]
 
     def settle(self) -> None:
-        """Relay what the outbox holds and index what the chain then says."""
-        for _ in range(5):
-            self.relayer.step()
+        """Relay what the outbox holds, then index what the chain says."""
+        relay_all(self.relayer)
         self.indexer.step()
 
     def typed(self, primary: str, message: dict[str, object]) -> dict[str, object]:

@@ -36,6 +36,7 @@ from node_bridge.relayer import Relayer
 from node_bridge.store import open_store, session_scope
 from node_bridge.trace import ZERO32, TraceDomain, calldata, code_id, digital_link
 from node_bridge.transactions import Sender
+from tests.conftest import relay_all
 
 ANCHORS = table_of(TraceChainAnchor)
 BATCHES = table_of(TraceChainCodeBatch)
@@ -176,8 +177,7 @@ def test_writes_through_the_relayer(tc: TraceChain) -> None:
         for message in (first, second):
             outbox.enqueue(session, tc.domain.digest("Anchor", message), "TraceRegistry", "anchor",
                            tc.call("Anchor", message))  # fmt: skip
-    for _ in range(5):
-        relayer.step()
+    relay_all(relayer)
     relayer.close()
     tc.indexer().step()
     assert [r["id"] for r in tc.rows(BATCHES)] == ["0x" + tc.domain.digest("CodeBatch", batch).hex()]
