@@ -211,7 +211,6 @@ def run(
             start = time.perf_counter()
             plain_tree_root(leaves)
             out["plain_per_s"] = events / (time.perf_counter() - start)
-            out["post_s"] = events / out["accepted_per_s"]
             with engine.connect() as connection:
                 rows = connection.execute(select(anchors.c.tx_hash, anchors.c.size)).all()
             gas = sum(chain.w3.eth.get_transaction_receipt(tx)["gasUsed"] for tx in {r[0] for r in rows})

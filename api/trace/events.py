@@ -54,15 +54,35 @@ class AcceptedEvent:
 
 @dataclass
 class _Event:
+    """An event whose signer may sign it: its place in the batch, its step, and what verification made of it."""
+
     index: int
-    id: str
-    verified: Verified
-    signer: str
-    actor: str
     step: Step
-    codes: list[str]
-    parent: str | None
-    corrects: str | None
+    verified: Verified
+
+    @property
+    def id(self) -> str:
+        return self.verified.id
+
+    @property
+    def signer(self) -> str:
+        return self.verified.signer
+
+    @property
+    def actor(self) -> str:
+        return self.verified.actor
+
+    @property
+    def codes(self) -> list[str]:
+        return self.verified.codes
+
+    @property
+    def parent(self) -> str | None:
+        return self.verified.parent
+
+    @property
+    def corrects(self) -> str | None:
+        return self.verified.corrects
 
 
 def _at(prefix: str | None, index: int, exc: Exception) -> Exception:
@@ -96,7 +116,7 @@ def _check_one(domain: TraceDomain, signers: Signers, index: int, one: Verified,
         raise NotAuthorised(f"signature: a {step.slug} event needs a {names} signer; {signer} is not one")
     if one.time > latest:
         raise ValidationFailed("time", f"{one.time} is more than {skew} s ahead of the server's clock")
-    return _Event(index, one.id, one, signer, actor, step, one.codes, one.parent, one.corrects)
+    return _Event(index, step, one)
 
 
 @dataclass
