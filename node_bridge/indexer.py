@@ -113,6 +113,7 @@ class Indexer:
             for name, c in deployment.contracts.items()
         }
         self.addresses = [Web3.to_checksum_address(a) for a in self.decoders]
+        self._settled: tuple[Header, Checkpoint | None] | None = None  # head and checkpoint after the last full step
 
     # public API
 
@@ -124,10 +125,15 @@ class Indexer:
 
     def step(self, until: int | None = None) -> int:
         """Index what is new up to ``head - confirmations`` (and at most ``until``); returns the events indexed."""
-        target = int(self.rpc.call("eth_blockNumber", []), 16) - self.confirmations
+        head = self.rpc.header("latest")
+        if head is None:
+            raise ChainUnavailable("the node has no latest block")
+        target = head.number - self.confirmations
         if until is not None:
             target = min(target, until)
         checkpoint = self.checkpoint()
+        if until is None and (head, checkpoint) == self._settled:
+            return 0  # nothing moved since a step that indexed up to this head: its hash vouches for every block
         if checkpoint is not None:
             checkpoint = self._follow_reorg(checkpoint)
         start = checkpoint.number + 1 if checkpoint else self.start_block
@@ -137,6 +143,8 @@ class Indexer:
             count, last = self._index_range(start, target, parent)
             indexed += count
             start, parent = last.number + 1, last.hash
+        if until is None:
+            self._settled = head, self.checkpoint()
         return indexed
 
     def lag(self) -> tuple[int, int]:

@@ -84,6 +84,7 @@ class Relayer:
         self.watch = nonces.ChainWatch(w3)
         self.broadcaster = nonces.Broadcaster(w3, on_failure=self.nonce_book.mark_stale)
         self.inflight = 0
+        self._followed = False  # pending transactions were read once: later, ``inflight`` counts them
         self._receipts_at: str | None = None  # head at the last receipt poll: no new block, no new receipt
         self._chain_id: int | None = None
         self._replaced: set[str] = set()  # seen replaced once: requeued if still so at the next look
@@ -142,15 +143,18 @@ class Relayer:
                 changed += tx.size
         self.watch.accept()
         self._receipts_at = None
+        self._followed = self._followed and not changed  # transactions went back to pending: read them again
         return changed
 
     # 2. pending transactions
 
     def _follow_pending(self) -> int:
+        if self._followed and not self.inflight:
+            return 0  # none of ours is pending (an idle round reads nothing here)
         with session_scope(self.engine) as session:
             ours = RelayTransaction.sender == self.account.address, RelayTransaction.status == RelayTxStatus.PENDING
             pending = session.exec(select(RelayTransaction).where(*ours).order_by(col(RelayTransaction.nonce))).all()
-        self.inflight = len(pending)
+        self.inflight, self._followed = len(pending), True
         if not pending:
             return 0
         mined_nonce = functools.cache(lambda: self.w3.eth.get_transaction_count(self.account.address, "latest"))
@@ -227,17 +231,17 @@ class Relayer:
     def _submit(self) -> int:
         if self.inflight >= self.max_inflight:
             return 0
-        with session_scope(self.engine) as session:
-            names = session.exec(
-                select(OutboxEntry.contract).where(OutboxEntry.status == OutboxStatus.ACCEPTED).distinct()
-            ).all()
-            recorded = session.exec(
-                select(func.max(RelayTransaction.nonce)).where(RelayTransaction.sender == self.account.address)
-            ).one()
+        accepted = select(OUTBOX.c.contract).where(OUTBOX.c.status == OutboxStatus.ACCEPTED).distinct()
+        with self.engine.connect() as connection:  # Core: an idle round is this one query
+            names = connection.execute(accepted).scalars().all()
         if unknown := [name for name in names if name not in self.contracts]:
             return self._fail_unknown(unknown)
         if not names:
             return 0
+        with session_scope(self.engine) as session:
+            recorded = session.exec(
+                select(func.max(RelayTransaction.nonce)).where(RelayTransaction.sender == self.account.address)
+            ).one()
         self.nonce_book.sync(recorded)
         if self._chain_id is None:
             self._chain_id = self.w3.eth.chain_id

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, event, select, text, update
 from web3 import Web3
 
 from credtrace.demo import DEMO_PASSWORD, demo_members
@@ -403,6 +403,30 @@ def test_ranges_halve_on_errors_and_grow_when_empty(chain: Chain, sqlite_engine:
     indexer.step()
     assert spans[:5] == [64, 32, 16, 8, 4]
     assert 8 in spans[5:]  # it grew again after an empty range, and halved back
+    assert dump(sqlite_engine) == scratch_dump(chain, tmp_path)
+
+
+def test_an_idle_step_is_one_node_call_and_one_query(chain: Chain, sqlite_engine: Engine, tmp_path: Any) -> None:
+    indexer = chain.indexer(sqlite_engine)
+    indexer.step()
+    calls: list[str] = []
+    statements: list[str] = []
+    real_call = indexer.rpc.call
+
+    def counted(method: str, params: Any) -> Any:
+        calls.append(method)
+        return real_call(method, params)
+
+    indexer.rpc.call = counted  # type: ignore[method-assign]
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert indexer.step() == 0
+    assert calls == ["eth_getBlockByNumber"]  # the head is the one it indexed up to: no header, no logs
+    assert len(statements) == 1 and "FROM indexer_checkpoint" in statements[0]  # nor moved by another process
+
+    qilu, _ = chain.member("qilu-mall")
+    chain.client.suspend(qilu, chain.regulators)  # new blocks, with events
+    assert indexer.step() > 0
+    assert at_head(indexer, chain.w3) and statements
     assert dump(sqlite_engine) == scratch_dump(chain, tmp_path)
 
 

@@ -20,7 +20,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import col, select
 from web3 import Web3
 from web3.contract import Contract
@@ -174,6 +174,33 @@ def test_several_records_ride_one_transaction(chain: Chain, engine: Engine) -> N
     by_tx = Counter(row.tx_hash for row in rows(engine))
     assert by_tx == {tx.tx_hash: tx.size for tx in txs}
     assert all(row.block_number and row.attempts == 1 for row in rows(engine))
+    assert_on_chain_once(chain, records)
+
+
+def test_an_idle_round_is_one_node_call_and_one_query_and_new_rows_still_go_out(
+    chain: Chain, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = relayer(chain, sqlite_engine)
+    relay.step()  # the first round reads the pending transactions (none)
+    calls: list[str] = []
+    statements: list[str] = []
+    real_request = chain.w3.provider.make_request
+
+    def counted(method: Any, params: Any) -> Any:
+        calls.append(method)
+        return real_request(method, params)
+
+    monkeypatch.setattr(chain.w3.provider, "make_request", counted)
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for _ in range(3):
+        assert relay.step() == 0
+    assert calls == ["eth_getBlockByNumber"] * 3  # the head, for blocks that vanished
+    assert len(statements) == 3 and all("FROM outbox" in s for s in statements)  # anything accepted?
+
+    records = [add_key_proposal(chain) for _ in range(3)]
+    enqueue(sqlite_engine, records)
+    drain(relay, sqlite_engine, 3)  # the same relayer, after idle rounds
+    assert counts(sqlite_engine) == {"confirmed": 3}
     assert_on_chain_once(chain, records)
 
 
