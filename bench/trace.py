@@ -11,7 +11,9 @@
    batches by a few clients, after one warm-up batch; the clock runs from the first POST until every event's batch
    root is indexed from the chain (its proof is then available; one is fetched and checked). Beside it, in the
    same run: the same event digests hashed into RFC 6962 trees with plain hashlib (no API, database or chain),
-   and the gas of the anchor transactions per anchored event.
+   and the gas of the anchor transactions per anchored event. While the clock runs, each process's CPU time is
+   read (psutil) and printed per event, by part: where the time goes, in a unit that a faster or slower day of
+   the shared machine changes less than events/s (beside it, one leaf of the hashlib tree, in µs).
 2. issuance: ``POST /v1/trace/lots/{gtin}/{lot}/codes`` of ``--codes`` codes (serials, ids, root, rows stored),
    beside plain hashlib over the same data (keccak of each path, then the RFC 6962 tree with hashlib's SHA-256).
 """
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
 import os
@@ -31,6 +34,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, func, select
@@ -79,6 +83,52 @@ def _processes(env: dict[str, str], logs: Path, workers: int) -> list[subprocess
         with (logs / f"{name}.log").open("ab") as out:
             started.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
     return started
+
+
+PARTS = {
+    "uvicorn": "API process: HTTP, JSON, checks, SQL",
+    "multiprocessing": "API signature workers",
+    "node_bridge.anchorer": "anchorer",
+    "node_bridge.relayer": "relayer",
+    "node_bridge.indexer": "indexer",
+    "anvil": "anvil",
+}
+CLIENTS = "load clients and the anchored check (this process)"
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process and every process under it, by part, from :meth:`start`."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, tuple[str, psutil.Process, float]] = {}
+        self._machine = 0.0
+        self._wall = 0.0
+
+    @staticmethod
+    def _part(process: psutil.Process) -> str:
+        command = " ".join(process.cmdline())
+        return next((part for key, part in PARTS.items() if key in command), "other (resource tracker, …)")
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def start(self) -> None:
+        me = psutil.Process()
+        for process in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                part = CLIENTS if process.pid == me.pid else self._part(process)
+                self._start[process.pid] = (part, process, sum(process.cpu_times()[:2]))
+        self._machine, self._wall = self._busy(), time.perf_counter()
+
+    def stop(self) -> tuple[dict[str, float], float, float]:
+        """(CPU seconds by part, the whole machine's busy CPU seconds, wall seconds) since :meth:`start`."""
+        parts: dict[str, float] = {}
+        for part, process, before in self._start.values():
+            with contextlib.suppress(psutil.Error):  # a process gone meanwhile (a worker replaced) is left out
+                parts[part] = parts.get(part, 0.0) + sum(process.cpu_times()[:2]) - before
+        return parts, self._busy() - self._machine, time.perf_counter() - self._wall
 
 
 def _producer(chain: Chain) -> tuple[str, str]:
@@ -170,6 +220,8 @@ def run(
                         else:
                             ids.extend(a["id"] for a in response.json()["accepted"])
 
+            meter = CpuMeter()
+            meter.start()
             start = time.perf_counter()
             threads = [threading.Thread(target=post, args=(chunks[i::clients],)) for i in range(clients)]
             for thread in threads:
@@ -198,6 +250,7 @@ def run(
                     raise RuntimeError(f"{waiting} events still unbatched, last batch {last} indexed: {indexed}")
                 time.sleep(0.02)
             out["proved_per_s"] = events / (time.perf_counter() - start)
+            out["cpu"] = meter.stop()
             proved = select(func.count()).select_from(
                 events_table.join(anchors, anchors.c["index"] == events_table.c.batch)
             )
@@ -270,6 +323,23 @@ def main() -> None:
     table.add_row(f"issue a lot of {args.codes:,} codes with its root (POST), s", f"{out['issue_s']:.2f}")
     table.add_row("baseline: keccak ids + RFC 6962 root, plain hashlib, s", f"{out['issue_plain_s']:.2f}")
     console.print(table)
+    console.print(_cpu_table(out, args.events))
+
+
+def _cpu_table(out: dict[str, Any], events: int) -> Table:
+    parts, machine, wall = out["cpu"]
+    cores = psutil.cpu_count() or 1
+    table = Table(title=f"CPU per event while the clock ran ({wall:.1f} s on {cores} cores)")
+    table.add_column("part")
+    table.add_column("µs an event", justify="right")
+    for part, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+        table.add_row(part, f"{seconds / events * 1e6:,.1f}")
+    ours = sum(parts.values())
+    table.add_row("all of the above", f"{ours / events * 1e6:,.1f}")
+    table.add_row("the machine's other processes", f"{max(0.0, machine - ours) / events * 1e6:,.1f}")
+    table.add_row("machine busy, % of its cores", f"{machine / (wall * cores) * 100:.0f} %")
+    table.add_row("baseline: one leaf of the hashlib RFC 6962 tree, µs", f"{1e6 / out['plain_per_s']:.2f}")
+    return table
 
 
 if __name__ == "__main__":
