@@ -111,8 +111,10 @@ class CpuMeter:
 
     @staticmethod
     def _busy() -> float:
+        """The machine's CPU seconds at work so far (not idle, waiting for disk or stolen by the host; guest time is
+        already in user time)."""
         times = psutil.cpu_times()
-        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
 
     def start(self) -> None:
         me = psutil.Process()
