@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="Processes that check big batches of trace events' signatures (default: one per "
         "core; 0: the request's thread).",
     )
+    trace_verify_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How far below the API's CPU priority those processes run: when the cores are all busy, writing "
+        "accepted events and answering scans go first.",
+    )
 
     @property
     def data_path(self) -> Path:

@@ -43,7 +43,8 @@ QR_SCALE = 8
 def install(app: FastAPI) -> None:
     """The routes, and the worker processes that check big batches of events' signatures (started at the first
     big batch, stopped with the app)."""
-    verifier = trace_writes.Verifier(app.state.settings.trace_verify_workers)
+    settings = app.state.settings
+    verifier = trace_writes.Verifier(settings.trace_verify_workers, niceness=settings.trace_verify_niceness)
     app.state.trace_verifier = verifier
     # SQLite has one writer at a time, and a writer that finds it busy sleeps in steps of up to 100 ms: this
     # process's requests queue here instead, each writing as soon as the one before commits

@@ -4,10 +4,10 @@ EIP-712 digest (the event's id) and the key that signed it.
 This is pure CPU work, about 70 µs an event on these machines, most of it the secp256k1 recovery; one Python
 process checks some 14,000 events a second at most, and the rest of accepting them (standing, custody, SQL) needs
 time too. So :class:`Verifier` splits a big batch over a pool of worker processes, one per core by default
-(``trace_verify_workers``), while the request's thread waits; small batches are checked in the calling thread,
-where a pool's round trip would cost more than it saves. Either way the first bad event (lowest index) is the
-one reported, as :class:`BadEvent`. What needs the database (the signer's standing and roles, the codes' custody)
-stays with the caller, :mod:`api.trace.events`.
+(``trace_verify_workers``) and at a lower CPU priority (``trace_verify_niceness``), while the request's thread
+waits; small batches are checked in the calling thread, where a pool's round trip would cost more than it saves.
+Either way the first bad event (lowest index) is the one reported, as :class:`BadEvent`. What needs the database
+(the signer's standing and roles, the codes' custody) stays with the caller, :mod:`api.trace.events`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ EVENT_FIELDS = {f["name"]: f["type"] for f in trace.EIP712_TYPES["TraceEvent"]}
 OPTIONAL_EVENT_FIELDS = {"parent": ZERO32, "geo": "", "corrects": ZERO32}
 PARALLEL_FROM = 200
 """Events in a batch from which a pool (if any) checks it; below, the calling thread does."""
+NICENESS = 10
+"""How far below the API process the workers' CPU priority is (``nice``), by default. When every core is busy, the
+request thread that writes accepted events under the write lock (the narrowest part of the path to anchored) and
+the consumer scans run first, and the workers, which check the next batches meanwhile, take the CPU left over."""
 
 
 class Verified(NamedTuple):
@@ -218,20 +222,30 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _worker_started() -> None:
+def _worker_started(niceness: int) -> None:
     tune_gc()  # as in the API process: a batch allocates tens of thousands of objects
+    if niceness:
+        os.nice(niceness)
+
+
+def _niceness() -> int:
+    return os.nice(0)
 
 
 class Verifier:
-    """Checks batches of signed events, big ones over ``workers`` processes (0: always in the calling thread).
+    """Checks batches of signed events, big ones over ``workers`` processes (0: always in the calling thread),
+    which run ``niceness`` below the calling process's CPU priority (see :data:`NICENESS`).
 
     The pool starts at the first big batch (or :meth:`start`), restarts if a worker dies, and stops with
     :meth:`close`. Worker processes are spawned, not forked: the API process runs threads.
     """
 
-    def __init__(self, workers: int | None = None, parallel_from: int = PARALLEL_FROM) -> None:
+    def __init__(
+        self, workers: int | None = None, parallel_from: int = PARALLEL_FROM, niceness: int = NICENESS
+    ) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.parallel_from = parallel_from
+        self.niceness = niceness
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -239,7 +253,9 @@ class Verifier:
         with self._lock:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_started)
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=context, initializer=_worker_started, initargs=(self.niceness,)
+                )
             return self._pool
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from eth_account import Account
 
-from api.trace.verify import BadEvent, Verifier, verify_events
+from api.trace.verify import NICENESS, BadEvent, Verifier, verify_events
 from node_bridge.eip712 import reference_digest, to_json
 from node_bridge.trace import ZERO32, TraceDomain
 
@@ -63,6 +63,21 @@ def test_the_first_bad_event_is_named_whichever_worker_checks_it(pool: Verifier)
     with pytest.raises(BadEvent) as raised:
         pool.verify(DOMAIN, early)
     assert (raised.value.index, raised.value.error.field) == (7, "signature")
+
+
+def test_the_workers_run_below_the_callers_cpu_priority(pool: Verifier) -> None:
+    pool.verify(DOMAIN, events(60))
+    assert pool._pool is not None
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    workers = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pool._pool._processes]
+    assert workers == [min(19, mine + NICENESS)] * 2
+    level = Verifier(workers=1, parallel_from=1, niceness=0)
+    try:
+        level.start()
+        assert level._pool is not None
+        assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in level._pool._processes] == [mine]
+    finally:
+        level.close()
 
 
 def test_small_batches_stay_in_the_calling_thread() -> None:
