@@ -228,10 +228,6 @@ def _worker_started(niceness: int) -> None:
         os.nice(niceness)
 
 
-def _niceness() -> int:
-    return os.nice(0)
-
-
 class Verifier:
     """Checks batches of signed events, big ones over ``workers`` processes (0: always in the calling thread),
     which run ``niceness`` below the calling process's CPU priority (see :data:`NICENESS`).
